@@ -1,0 +1,38 @@
+using System.Security.Claims;
+
+namespace Pit.Server.Auth;
+
+/// <summary>Who is calling, as established by authentication: the tenant every data access is scoped to.</summary>
+/// <param name="ClientId">HelseID client id.</param>
+/// <param name="Organisation">orgnr_parent: the tenant.</param>
+/// <param name="OrgnrChild">orgnr_child, when present.</param>
+/// <param name="ReadsAllOrganisations">Listed in <c>Pit:Access:CrossOrganisationReaders</c>.</param>
+public sealed record PitCaller(string ClientId, string Organisation, string? OrgnrChild, bool ReadsAllOrganisations)
+{
+    /// <summary>The tenant a search or read is limited to, or null for cross-organisation readers.</summary>
+    public string? ReadScope => ReadsAllOrganisations ? null : Organisation;
+
+    /// <summary>Whether this caller may see data of <paramref name="tenant"/>.</summary>
+    public bool MayRead(string tenant) => ReadsAllOrganisations || string.Equals(tenant, Organisation, StringComparison.Ordinal);
+
+    /// <summary>Reads the caller from an authenticated principal; null when the organisation claim is absent.</summary>
+    public static PitCaller? FromPrincipal(ClaimsPrincipal user, AccessOptions options)
+    {
+        var org = user.FindFirst(HelseIdClaims.OrgnrParent)?.Value;
+        if (string.IsNullOrEmpty(org))
+        {
+            return null;
+        }
+
+        var clientId = user.FindFirst(HelseIdClaims.ClientId)?.Value ?? "unknown";
+        var child = user.FindFirst(HelseIdClaims.OrgnrChild)?.Value;
+        return new PitCaller(clientId, org, child, options.CrossOrganisationReaders.Contains(org));
+    }
+}
+
+/// <summary>Options of section <c>Pit:Access</c>.</summary>
+public sealed class AccessOptions
+{
+    /// <summary>Organisation numbers whose clients may read every organisation's data. Empty by default.</summary>
+    public string[] CrossOrganisationReaders { get; set; } = [];
+}

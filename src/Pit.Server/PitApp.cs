@@ -1,0 +1,31 @@
+using Pit.Server.Auth;
+using Pit.Server.Fhir;
+using Pit.Server.Patients;
+using Pit.Server.Processing;
+using Pit.Server.Storage;
+
+namespace Pit.Server;
+
+/// <summary>Builds the PIT web application: every slice registers its own services and endpoints.</summary>
+public static class PitApp
+{
+    /// <summary>Creates the application; <paramref name="configure"/> lets hosts (tests, tools) adjust the builder.</summary>
+    public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        builder.Services.AddPitFhir(builder.Configuration);
+        builder.Services.AddPitStorage(builder.Configuration, builder.Environment);
+        builder.Services.AddPitProcessing(builder.Configuration);
+        builder.Services.AddPitPatients(builder.Configuration);
+        builder.Services.AddPitAuth(builder.Configuration, builder.Environment);
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        app.UsePitFhirErrors();
+        app.UsePitAuth();
+        app.MapPitHealth();
+        app.MapPitMetadata();
+        app.MapPitPatients();
+        return app;
+    }
+}

@@ -1,0 +1,54 @@
+namespace Pit.Server.Storage;
+
+/// <summary>
+/// The one narrow interface every storage engine implements. Every engine must pass the same contract tests
+/// (tests/Pit.Server.Tests/Storage). Times are microseconds since the Unix epoch (UTC) throughout.
+/// </summary>
+public interface IPitStore
+{
+    /// <summary>Creates or migrates the schema. Safe to call from several processes at once.</summary>
+    Task InitializeAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Stores the batch durably in one transaction (group commit) and returns only after it has committed.
+    /// Each submission gets the next acceptance sequence number in list order.
+    /// </summary>
+    Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken);
+
+    /// <summary>The submission with this id, or null.</summary>
+    Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Applies up to <paramref name="maxCount"/> pending submissions in acceptance order, each in effect exactly
+    /// once: the submission is marked done (or failed) in the same transaction that writes the Patient.
+    /// The decision for each submission is PatientUpsert.Decide; the engine only looks up, locks and
+    /// writes. <c>lastUpdated</c> values are assigned strictly increasing in commit order across the whole store,
+    /// so a reader that has seen every row up to some <c>lastUpdated</c> can never later see a row below it.
+    /// Returns the number of submissions taken (applied, unchanged, superseded or failed).
+    /// </summary>
+    Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken);
+
+    /// <summary>The current version of the Patient, or null.</summary>
+    Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// One keyset page of current Patient versions, ordered by (lastUpdated, id) ascending or descending,
+    /// at most <see cref="PatientPageQuery.Limit"/> rows. Cost must not grow with the depth of the page.
+    /// </summary>
+    Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A secret shared by all instances over this store: created with <paramref name="create"/> the first time,
+    /// returned unchanged afterwards (the first writer wins when several race).
+    /// </summary>
+    Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken);
+
+    /// <summary>Appends audit entries (batched by the caller).</summary>
+    Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
+
+    /// <summary>Audit entries newest first, optionally for one organisation.</summary>
+    Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Throws when the store cannot be reached.</summary>
+    Task CheckHealthAsync(CancellationToken cancellationToken);
+}

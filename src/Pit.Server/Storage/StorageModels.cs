@@ -1,0 +1,55 @@
+namespace Pit.Server.Storage;
+
+/// <summary>A person identifier (system and value) used to find an existing Patient within a tenant.</summary>
+public readonly record struct PatientKey(string System, string Value);
+
+/// <summary>An accepted, validated submission waiting to be stored.</summary>
+/// <param name="Id">Server-assigned submission id.</param>
+/// <param name="Tenant">The submitting organisation (orgnr_parent).</param>
+/// <param name="ClientId">The submitting client.</param>
+/// <param name="OrgnrChild">The submitting sub-unit, when the token carried one.</param>
+/// <param name="Content">Canonical Patient JSON without id and meta .</param>
+/// <param name="ContentHash">SHA-256 of <paramref name="Content"/>.</param>
+/// <param name="Keys">The person identifiers, used to match an existing Patient.</param>
+/// <param name="AcceptedAt">Acceptance time, microseconds since the epoch.</param>
+public sealed record NewSubmission(
+    Guid Id, string Tenant, string ClientId, string? OrgnrChild,
+    byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, long AcceptedAt);
+
+/// <summary>Where a submission is in its life.</summary>
+public enum SubmissionState
+{
+    /// <summary>Accepted and durable, not processed yet.</summary>
+    Queued = 0,
+    /// <summary>Processed: a new Patient version was written.</summary>
+    Applied = 1,
+    /// <summary>Processed: content equal to the current version, nothing written.</summary>
+    Unchanged = 2,
+    /// <summary>Processed: a later accepted submission for the same Patient had already been applied.</summary>
+    Superseded = 3,
+    /// <summary>Could not be applied; <see cref="SubmissionRecord.Reason"/> says why.</summary>
+    Failed = 4,
+}
+
+/// <summary>A stored submission and its outcome.</summary>
+public sealed record SubmissionRecord(
+    Guid Id, string Tenant, long Sequence, SubmissionState State, long AcceptedAt, long? ProcessedAt,
+    string? PatientId, int? PatientVersion, string? Reason);
+
+/// <summary>The current version of a stored Patient; <see cref="Json"/> is ready to send.</summary>
+public sealed record PatientRecord(string Id, string Tenant, int Version, long LastUpdated, byte[] Json);
+
+/// <summary>
+/// One keyset page. Bounds are on lastUpdated in microseconds: <see cref="From"/> inclusive, <see cref="To"/>
+/// exclusive. <see cref="After"/> is the (lastUpdated, id) of the last row already returned, in the sort direction.
+/// </summary>
+public sealed record PatientPageQuery(
+    string? Tenant, bool Descending, long? From, long? To, PagePosition? After, int Limit);
+
+/// <summary>The position of a row in the feed.</summary>
+public readonly record struct PagePosition(long LastUpdated, string Id);
+
+/// <summary>One audit log line. Never holds tokens, proofs or identity numbers.</summary>
+public sealed record AuditEntry(
+    long At, string Action, string ClientId, string Organisation, string? OrgnrChild,
+    Guid? SubmissionId, string? PatientIds, int Status, string Outcome);
