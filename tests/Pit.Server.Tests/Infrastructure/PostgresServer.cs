@@ -93,7 +93,8 @@ public sealed class PostgresServer : IAsyncLifetime
     public async Task<string> CreateDatabaseAsync()
     {
         var name = $"test_{Interlocked.Increment(ref _databases)}";
-        await using var connection = new NpgsqlConnection(ConnectionString());
+        // Unpooled: a pooled connection may be a dead one from before a Stop/Start.
+        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(ConnectionString()) { Pooling = false }.ToString());
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand($"CREATE DATABASE {name};", connection);
         await command.ExecuteNonQueryAsync();
