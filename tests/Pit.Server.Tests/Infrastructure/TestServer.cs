@@ -52,6 +52,9 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>An HTTP client for this server.</summary>
     public HttpClient CreateClient() => new() { BaseAddress = BaseAddress };
 
+    /// <summary>An HTTP client that sends no credentials.</summary>
+    public HttpClient CreateAnonymousClient() => new() { BaseAddress = BaseAddress };
+
     /// <summary>Stops the server but keeps its files, for restart tests.</summary>
     public async Task StopAsync()
     {
