@@ -55,7 +55,9 @@ internal sealed class PitAuthorizationResultHandler(DpopProofValidator validator
             return _default.HandleAsync(next, context, policy, authorizeResult);
         }
 
-        var failed = authorizeResult.AuthorizationFailure?.FailedRequirements ?? [];
+        // Handlers that call Fail(reason) are reported through FailureReasons (the requirement is its own handler).
+        var failure = authorizeResult.AuthorizationFailure;
+        var failed = (failure?.FailedRequirements ?? []).Concat(failure?.FailureReasons.Select(r => r.Handler).OfType<IAuthorizationRequirement>() ?? []).ToList();
         if (failed.OfType<ScopeRequirement>().FirstOrDefault() is { } scope)
         {
             return AuthResponses.WriteInsufficientScopeAsync(context, validator.AlgorithmList, scope.Scope);

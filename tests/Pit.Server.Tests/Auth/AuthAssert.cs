@@ -41,9 +41,10 @@ internal static class AuthAssert
     public static async Task ForbiddenAsync(HttpResponseMessage response, string diagnosticsContains)
     {
         Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.Contains(diagnosticsContains, body, StringComparison.Ordinal);
         Assert.Equal("forbidden", await OperationOutcomeCodeAsync(response));
+        using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var diagnostics = document.RootElement.GetProperty("issue")[0].GetProperty("diagnostics").GetString();
+        Assert.Contains(diagnosticsContains, diagnostics, StringComparison.Ordinal);
     }
 
     public static void PassedAuthentication(HttpResponseMessage response) =>
