@@ -85,7 +85,7 @@ public sealed class TestServer : IAsyncDisposable
             OrgnrChild = orgnrChild,
             Scopes = scopes ?? [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
         });
-        return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = new SocketsHttpHandler() }) { BaseAddress = BaseAddress };
+        return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = new SocketsHttpHandler(), DisposesKey = true }) { BaseAddress = BaseAddress };
     }
 
     /// <summary>An HTTP client for this server without credentials.</summary>
