@@ -18,7 +18,7 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         var stores = Enumerable.Range(0, 4)
-            .Select(_ => new PostgresPitStore(NpgsqlDataSource.Create(db.ConnectionString), TimeProvider.System, ownsDataSource: true))
+            .Select(_ => new PostgresPitStore(PostgresPitStore.CreateDataSource(db.ConnectionString), TimeProvider.System, ownsDataSource: true))
             .ToList();
         try
         {

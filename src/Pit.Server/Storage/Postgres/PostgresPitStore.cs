@@ -68,10 +68,28 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     {
         var configuration = services.GetRequiredService<IConfiguration>();
         var options = configuration.GetSection("Pit:Storage").Get<PostgresStoreOptions>() ?? new PostgresStoreOptions();
-        var dataSource = new NpgsqlDataSourceBuilder(storage.ConnectionString).Build();
+        var dataSource = CreateDataSource(storage.ConnectionString!);
         return new PostgresPitStore(
             dataSource, services.GetRequiredService<TimeProvider>(), options,
             services.GetRequiredService<ILogger<PostgresPitStore>>(), ownsDataSource: true);
+    }
+
+    /// <summary>
+    /// A data source for <paramref name="connectionString"/> with this engine's defaults where the string leaves them
+    /// unset: automatic statement preparation (the engine's statements are few and repeated) and an application name.
+    /// </summary>
+    public static NpgsqlDataSource CreateDataSource(string connectionString)
+    {
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        var settings = builder.ConnectionStringBuilder;
+        if (!connectionString.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase))
+        {
+            settings.MaxAutoPrepare = 64;
+            settings.AutoPrepareMinUsages = 2;
+        }
+
+        settings.ApplicationName ??= "pit-server";
+        return builder.Build();
     }
 
     public Task InitializeAsync(CancellationToken cancellationToken) =>
