@@ -372,10 +372,12 @@ public abstract class PitStoreContractTests
     public async Task Concurrent_appliers_apply_each_submission_once_and_a_polling_reader_sees_every_version_in_order()
     {
         await using var db = await CreateDatabaseAsync();
+        // A clock that stands still: lastUpdated order must come from commit order, not from the clock.
+        var time = new ManualTimeProvider(Start);
         var stores = new List<IPitStore>();
         for (var i = 0; i < (db.SupportsSeveralInstances ? 3 : 1); i++)
         {
-            stores.Add(await db.OpenStoreAsync());
+            stores.Add(await db.OpenStoreAsync(time));
         }
 
         const int Patients = 25;
