@@ -7,6 +7,7 @@ using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
+using Pit.Server.Telemetry;
 
 namespace Pit.Server.Patients;
 
@@ -32,7 +33,7 @@ internal static partial class PatientEndpoints
     }
 
     private static async Task<IResult> SubmitAsync(
-        HttpContext context, PatientSubmissionReader reader, SubmissionQueue queue, AuditTrail audit,
+        HttpContext context, PatientSubmissionReader reader, SubmissionQueue queue, AuditTrail audit, PitMetrics metrics,
         PublicBaseUrl baseUrl, IOptions<AccessOptions> access, TimeProvider time)
     {
         if (Caller(context, access) is not { } caller)
@@ -44,6 +45,7 @@ internal static partial class PatientEndpoints
         if (read.Submission is not { } submission)
         {
             audit.Record(Audit(time, "submit", caller, null, null, read.Status, "rejected"));
+            metrics.Submission("rejected");
             return FhirResults.Resource(context, read.Outcome!, read.Status);
         }
 
@@ -54,12 +56,14 @@ internal static partial class PatientEndpoints
         catch (StoreUnavailableException)
         {
             audit.Record(Audit(time, "submit", caller, submission.Id, null, StatusCodes.Status503ServiceUnavailable, "not stored"));
+            metrics.Submission("unavailable");
             context.Response.Headers.RetryAfter = "5";
             return FhirResults.Problem(context, StatusCodes.Status503ServiceUnavailable, OperationOutcome.IssueType.Transient,
                 "The submission could not be stored right now. Nothing was accepted; retry later.");
         }
 
         audit.Record(Audit(time, "submit", caller, submission.Id, null, StatusCodes.Status202Accepted, "accepted"));
+        metrics.Submission("accepted");
         context.Response.Headers.ContentLocation = $"{baseUrl.For(context.Request)}/v1/submissions/{submission.Id:D}";
         return FhirResults.Json(AcceptedOutcome.Value, StatusCodes.Status202Accepted);
     }

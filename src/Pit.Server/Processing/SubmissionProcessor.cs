@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Pit.Server.Storage;
+using Pit.Server.Telemetry;
 
 namespace Pit.Server.Processing;
 
@@ -22,7 +23,7 @@ public sealed class ProcessingOptions
 /// submission either untouched (applied after restart) or fully applied.
 /// </summary>
 internal sealed partial class SubmissionProcessor(
-    IPitStore store, ProcessingSignal signal, IOptions<ProcessingOptions> options, ILogger<SubmissionProcessor> logger) : BackgroundService
+    IPitStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionProcessor> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -39,6 +40,7 @@ internal sealed partial class SubmissionProcessor(
             {
                 var applied = await store.ApplyPendingAsync(settings.BatchSize, stoppingToken);
                 failures = 0;
+                metrics.Applied(applied);
                 if (applied == 0)
                 {
                     await signal.WaitAsync(settings.PollInterval, stoppingToken);

@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Pit.Server.Storage;
+using Pit.Server.Telemetry;
 
 namespace Pit.Server.Processing;
 
@@ -8,7 +9,7 @@ namespace Pit.Server.Processing;
 /// commits whatever has queued up (up to <see cref="MaxBatch"/>) in one transaction and completes each request only
 /// after that commit. One fsync serves every request that arrived while the previous one was running.
 /// </summary>
-internal sealed partial class SubmissionQueue(IPitStore store, ProcessingSignal signal, ILogger<SubmissionQueue> logger) : BackgroundService
+internal sealed partial class SubmissionQueue(IPitStore store, ProcessingSignal signal, PitMetrics metrics, ILogger<SubmissionQueue> logger) : BackgroundService
 {
     private const int MaxBatch = 256;
 
@@ -45,6 +46,7 @@ internal sealed partial class SubmissionQueue(IPitStore store, ProcessingSignal 
             try
             {
                 await store.AddSubmissionsAsync(submissions, CancellationToken.None);
+                metrics.CommitBatch(batch.Count);
                 foreach (var item in batch)
                 {
                     item.Completion.TrySetResult();
