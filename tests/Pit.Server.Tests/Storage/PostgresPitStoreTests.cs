@@ -303,6 +303,27 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
     }
 
     [Fact]
+    public async Task A_database_restart_between_calls_costs_no_failed_call()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        var store = await db.OpenStoreAsync();
+        // Several idle pooled connections, all of which the restart will break.
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => store.CheckHealthAsync(None))));
+        var before = Submissions.Create("t", "1");
+        await store.AddSubmissionsAsync([before], None);
+
+        await server.StopAsync();
+        await server.StartAsync();
+
+        var after = Submissions.Create("t", "2");
+        await store.AddSubmissionsAsync([after], None);
+        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(before.Id, None))!.State);
+        await store.CheckHealthAsync(None);
+        Assert.Equal(2, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
+    }
+
+    [Fact]
     public async Task The_ready_endpoint_fails_while_the_database_is_stopped()
     {
         await using var app = await TestServer.StartAsync(new Dictionary<string, string?>

@@ -97,6 +97,28 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
 
     public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
+        try
+        {
+            await AddSubmissionsOnceAsync(batch, cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient && !cancellationToken.IsCancellationRequested)
+        {
+            // Most often a pooled connection the server dropped (restart, failover): once more on a fresh connection.
+            _dataSource.Clear();
+            try
+            {
+                await AddSubmissionsOnceAsync(batch, cancellationToken);
+            }
+            catch (PostgresException duplicate) when (duplicate is { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: "submissions_id_key" })
+            {
+                // The ids are new GUIDs, so only the first attempt can have stored them: it committed, and only its
+                // answer was lost with the connection.
+            }
+        }
+    }
+
+    private async Task AddSubmissionsOnceAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
+    {
         if (batch.Count == 0)
         {
             return;
@@ -131,7 +153,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return command;
     }
 
-    public async Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken)
+    public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => GetSubmissionOnceAsync(id, ct), cancellationToken);
+
+    private async Task<SubmissionRecord?> GetSubmissionOnceAsync(Guid id, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand("""
             SELECT tenant, seq, state, accepted_at, processed_at, patient_id, patient_version, reason
@@ -153,6 +178,20 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     }
 
     public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ApplyPendingOnceAsync(maxCount, cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient)
+        {
+            // Not retried here (the worker retries with backoff), but the next attempt should get a fresh connection.
+            _dataSource.Clear();
+            throw;
+        }
+    }
+
+    private async Task<int> ApplyPendingOnceAsync(int maxCount, CancellationToken cancellationToken)
     {
         try
         {
@@ -547,7 +586,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return command;
     }
 
-    public async Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken)
+    public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => GetPatientOnceAsync(id, ct), cancellationToken);
+
+    private async Task<PatientRecord?> GetPatientOnceAsync(string id, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand("SELECT id, tenant, version, last_updated, json FROM patients WHERE id = $1;");
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
@@ -555,7 +597,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return await reader.ReadAsync(cancellationToken) ? ReadPatient(reader) : null;
     }
 
-    public async Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => SearchOnceAsync(query, ct), cancellationToken);
+
+    private async Task<IReadOnlyList<PatientRecord>> SearchOnceAsync(PatientPageQuery query, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand();
         BuildSearch(command, query);
@@ -610,7 +655,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
             $" ORDER BY last_updated {direction}, id {direction} LIMIT ${command.Parameters.Count};");
     }
 
-    public async Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)
+    public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => GetOrCreateSecretOnceAsync(name, create, ct), cancellationToken);
+
+    private async Task<byte[]> GetOrCreateSecretOnceAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using (var insert = new NpgsqlCommand("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING;", connection))
@@ -627,6 +675,20 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     }
 
     public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await AppendAuditOnceAsync(entries, cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient)
+        {
+            // Not repeated (a lost commit answer would duplicate lines), but the caller's retry gets a fresh connection.
+            _dataSource.Clear();
+            throw;
+        }
+    }
+
+    private async Task AppendAuditOnceAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
         if (entries.Count == 0)
         {
@@ -652,7 +714,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => ReadAuditOnceAsync(organisation, limit, ct), cancellationToken);
+
+    private async Task<IReadOnlyList<AuditEntry>> ReadAuditOnceAsync(string? organisation, int limit, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(string.Concat(
             "SELECT at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome FROM audit_log",
@@ -679,18 +744,37 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return result;
     }
 
-    public async Task CheckHealthAsync(CancellationToken cancellationToken)
-    {
-        // A real round trip on a pooled connection: a pooled connection to a stopped server fails here, not on open.
-        await using var command = _dataSource.CreateCommand("SELECT count(*) FROM schema_migrations;");
-        await command.ExecuteScalarAsync(cancellationToken);
-    }
+    public Task CheckHealthAsync(CancellationToken cancellationToken) =>
+        RetryOnceAsync(async ct =>
+        {
+            // A real round trip: a pooled connection to a restarted server fails here, not on open.
+            await using var command = _dataSource.CreateCommand("SELECT count(*) FROM schema_migrations;");
+            return await command.ExecuteScalarAsync(ct);
+        }, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
         if (_ownsDataSource)
         {
             await _dataSource.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Runs an operation that is safe to repeat. After a transient failure, most often a pooled connection the server
+    /// dropped in a restart or failover, it clears the pool and tries once more on a fresh connection, so a recovered
+    /// database does not cost a failed request per stale pooled connection.
+    /// </summary>
+    private async Task<T> RetryOnceAsync<T>(Func<CancellationToken, Task<T>> operation, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await operation(cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient && !cancellationToken.IsCancellationRequested)
+        {
+            _dataSource.Clear();
+            return await operation(cancellationToken);
         }
     }
 
