@@ -22,17 +22,21 @@ internal sealed class PostgresStoreOptions
 /// <summary>
 /// The PostgreSQL engine, for several server instances over one database.
 /// <para>
-/// Queue: submissions are rows; every instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued
-/// rows in acceptance order with <c>FOR UPDATE SKIP LOCKED</c> and marks each done, unchanged, superseded or failed in
-/// the same transaction that writes the Patient.
+/// Queue: submissions are rows, inserted by a group commit (one transaction, one round trip per batch). Every
+/// instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued rows in acceptance order with
+/// <c>FOR UPDATE SKIP LOCKED</c> and marks each applied, unchanged, superseded or failed in the same transaction that
+/// writes the Patient. A submission whose apply throws is retried after a growing delay and ends as Failed after
+/// <see cref="PostgresStoreOptions.MaxApplyAttempts"/>; transient database errors are not counted.
 /// </para>
 /// <para>
 /// Change feed: every apply transaction first takes one transaction-scoped advisory lock (<see
 /// cref="PostgresSchema.FeedLockKey"/>) and holds it to commit; only then does it claim rows and read the clock
 /// (<c>max(last_updated)</c>). Apply transactions therefore commit one after the other, and each one's
 /// <c>lastUpdated</c> values are above everything committed before it, so <c>lastUpdated</c> order is commit
-/// (visibility) order across all instances. The same lock makes identifier matching race-free: two instances can
-/// never both create a Patient for one identifier.
+/// (visibility) order across all instances, whatever their clocks say. The same lock makes identifier matching
+/// race-free (two instances can never both create a Patient for one identifier) and keeps acceptance order across
+/// instances. Instances share the apply work by taking turns; a batch costs a handful of round trips (see
+/// <c>ApplySetBasedAsync</c>), so the serial section is short.
 /// </para>
 /// </summary>
 internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
@@ -55,6 +59,11 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         if (_options.MaxApplyAttempts < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(options), "Pit:Storage:MaxApplyAttempts must be at least 1.");
+        }
+
+        if (_options.ApplyRetryDelay < TimeSpan.Zero || _options.ApplyRetryMaxDelay < _options.ApplyRetryDelay)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "Pit:Storage:ApplyRetryDelay must be >= 0 and <= Pit:Storage:ApplyRetryMaxDelay.");
         }
 
         _dataSource = dataSource;
@@ -291,7 +300,9 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
                 {
                     patient = new PatientState(id, reader.GetString(1))
                     {
-                        Version = reader.GetInt32(2), Hash = reader.GetFieldValue<byte[]>(3), LastSequence = reader.GetInt64(4),
+                        Version = reader.GetInt32(2),
+                        Hash = reader.GetFieldValue<byte[]>(3),
+                        LastSequence = reader.GetInt64(4),
                     };
                     patients.Add(id, patient);
                 }
