@@ -1,12 +1,20 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using Microsoft.IdentityModel.Tokens;
+using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Infrastructure;
 
-/// <summary>The PIT server as a separate operating-system process, so tests can kill it (SIGKILL) mid-work.</summary>
+/// <summary>
+/// The PIT server as a separate operating-system process, so tests can kill it (SIGKILL) mid-work. Its in-process
+/// HelseID stand-in signs with a key given on the command line, so the test can mint tokens the process accepts.
+/// </summary>
 public sealed class ServerProcess : IAsyncDisposable
 {
+    private static readonly Lazy<RSA> StandInKey = new(() => RSA.Create(2048));
+
     private readonly Process _process;
 
     private ServerProcess(Process process, Uri baseAddress)
@@ -33,14 +41,24 @@ public sealed class ServerProcess : IAsyncDisposable
         info.ArgumentList.Add("--environment=Development");
         info.ArgumentList.Add($"--Pit:Storage:ConnectionString=Data Source={Path.Combine(dataDirectory, "pit.db")}");
         info.ArgumentList.Add("--Logging:LogLevel:Default=Warning");
+        info.ArgumentList.Add("--Pit:Auth:StandIn:Enabled=true");
+        info.ArgumentList.Add($"--Pit:Auth:Authority={Issuer(port.Value)}");
+        info.ArgumentList.Add($"--Pit:Auth:StandIn:Issuer={Issuer(port.Value)}");
+        info.ArgumentList.Add("--Pit:Auth:StandIn:SigningKey:kty=RSA");
+        var signing = StandInKey.Value.ExportParameters(includePrivateParameters: true);
+        foreach (var (name, value) in new[] { ("n", signing.Modulus), ("e", signing.Exponent), ("d", signing.D), ("p", signing.P), ("q", signing.Q), ("dp", signing.DP), ("dq", signing.DQ), ("qi", signing.InverseQ) })
+        {
+            info.ArgumentList.Add($"--Pit:Auth:StandIn:SigningKey:{name}={Base64UrlEncoder.Encode(value)}");
+        }
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
             info.ArgumentList.Add($"--{key}={value}");
         }
 
         var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        process.OutputDataReceived += (_, e) => Keep(output, e.Data);
+        process.ErrorDataReceived += (_, e) => Keep(output, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var server = new ServerProcess(process, new Uri($"http://127.0.0.1:{port}/"));
@@ -49,7 +67,7 @@ public sealed class ServerProcess : IAsyncDisposable
         {
             if (process.HasExited)
             {
-                throw new InvalidOperationException($"The server process exited with code {process.ExitCode}.");
+                throw new InvalidOperationException($"The server process exited with code {process.ExitCode}: {string.Join('\n', output)}");
             }
 
             try
@@ -73,8 +91,33 @@ public sealed class ServerProcess : IAsyncDisposable
         throw new TimeoutException("The server process did not become ready.");
     }
 
-    /// <summary>An HTTP client for this process.</summary>
-    public HttpClient CreateClient() => new() { BaseAddress = BaseAddress };
+    /// <summary>A DPoP-authenticated client (read and write) for <see cref="TestServer.DefaultOrganisation"/>.</summary>
+    public HttpClient CreateClient()
+    {
+        var minter = new AccessTokenMinter(
+            new SigningCredentials(new RsaSecurityKey(StandInKey.Value), SecurityAlgorithms.RsaSha256), Issuer(BaseAddress.Port), "nhn:pit");
+        var key = DpopKey.CreateEcP256();
+        var token = minter.Mint(new AccessTokenSpec
+        {
+            Jkt = key.Thumbprint,
+            OrgnrParent = TestServer.DefaultOrganisation,
+            Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
+        });
+        return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = new SocketsHttpHandler() }) { BaseAddress = BaseAddress };
+    }
+
+    private static void Keep(System.Collections.Concurrent.ConcurrentQueue<string> output, string? line)
+    {
+        if (line is not null && !line.StartsWith("   at ", StringComparison.Ordinal))
+        {
+            output.Enqueue(line);
+            while (output.Count > 40 && output.TryDequeue(out _))
+            {
+            }
+        }
+    }
+
+    private static string Issuer(int port) => $"http://127.0.0.1:{port}/helseid-standin";
 
     /// <summary>SIGKILL: no shutdown code runs.</summary>
     public async Task KillAsync()

@@ -71,10 +71,13 @@ public sealed class CrashTests : IDisposable
                 }
             })).ToList();
 
-            while (accepted.Count < 150)
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (accepted.Count < 150 && DateTime.UtcNow < deadline && load.TrueForAll(t => !t.IsCompleted))
             {
                 await Task.Delay(10);
             }
+
+            Assert.True(accepted.Count >= 150, $"The load should have had 150 submissions accepted before the kill; got {accepted.Count}.");
 
             await server.KillAsync();
             await stop.CancelAsync();
