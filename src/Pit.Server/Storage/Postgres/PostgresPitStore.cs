@@ -101,6 +101,9 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return builder.Build();
     }
 
+    /// <summary>The pool this store works on; other PostgreSQL-backed services of the server share it.</summary>
+    internal NpgsqlDataSource DataSource => _dataSource;
+
     public Task InitializeAsync(CancellationToken cancellationToken) =>
         PostgresSchema.MigrateAsync(_dataSource, _logger, cancellationToken);
 
