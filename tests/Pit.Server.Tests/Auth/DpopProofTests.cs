@@ -282,3 +282,30 @@ public sealed class DpopProofTests(AuthServerFixture fixture) : IClassFixture<Au
         }
     }
 }
+
+/// <summary>Behind a proxy the proof names the public URL: <c>Pit:PublicBaseUrl</c>, path base included.</summary>
+public sealed class DpopPublicBaseUrlTests : IAsyncLifetime
+{
+    private const string PublicBase = "https://api.pit.test.nhn.no/pit";
+    private Infrastructure.TestServer _server = null!;
+
+    public async Task InitializeAsync() =>
+        _server = await Infrastructure.TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:PublicBaseUrl"] = PublicBase + "/" });
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task Htu_is_checked_against_the_configured_public_base_url_including_its_path_base()
+    {
+        using var requests = new AuthRequests(_server);
+        var token = requests.ValidToken();
+        using var accepted = await requests.SendAsync(token, requests.Proof(token, url: new Uri(PublicBase + "/v1/Patient?_count=2")));
+        AuthAssert.PassedAuthentication(accepted);
+
+        using var withoutPathBase = await requests.SendAsync(token, requests.Proof(token, url: new Uri("https://api.pit.test.nhn.no/v1/Patient")));
+        await AuthAssert.UnauthorizedAsync(withoutPathBase, "invalid_dpop_proof", "htu");
+
+        using var internalUrl = await requests.SendAsync(token, requests.Proof(token));
+        await AuthAssert.UnauthorizedAsync(internalUrl, "invalid_dpop_proof", "htu");
+    }
+}
