@@ -246,6 +246,26 @@ public sealed class DpopProofTests(AuthServerFixture fixture) : IClassFixture<Au
     }
 
     [Fact]
+    public async Task Same_proof_sent_concurrently_passes_at_most_once()
+    {
+        var token = _requests.ValidToken();
+        var proof = _requests.Proof(token);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => _requests.SendAsync(token, proof)));
+        try
+        {
+            Assert.Equal(1, responses.Count(r => r.StatusCode is not (System.Net.HttpStatusCode.Unauthorized or System.Net.HttpStatusCode.Forbidden)));
+            Assert.Equal(15, responses.Count(r => AuthAssert.Challenge(r).Contains("already been used", StringComparison.Ordinal)));
+        }
+        finally
+        {
+            foreach (var response in responses)
+            {
+                response.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Same_jti_from_a_different_key_is_not_a_replay()
     {
         using var other = DpopKey.CreateRsa("PS256");
