@@ -143,7 +143,9 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                 return Missing("htu");
             }
 
-            if (!p.TryGetProperty("iat", out var iatElement) || iatElement.ValueKind != JsonValueKind.Number || !iatElement.TryGetInt64(out iat))
+            // NumericDate may carry fractional seconds (RFC 7519 §2); they are dropped.
+            if (!p.TryGetProperty("iat", out var iatElement) || iatElement.ValueKind != JsonValueKind.Number
+                || !(iatElement.TryGetInt64(out iat) || (iatElement.TryGetDouble(out var iatSeconds) && TryTruncate(iatSeconds, out iat))))
             {
                 return Missing("iat");
             }
@@ -190,6 +192,13 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
             var nonce = TryGetString(p, "nonce", out var n) ? n : null;
             return new DpopProofResult(DpopError.None, null, jkt, nonce);
         }
+    }
+
+    private static bool TryTruncate(double seconds, out long value)
+    {
+        var valid = double.IsFinite(seconds) && seconds is > 0 and < 1e11;
+        value = valid ? (long)seconds : 0;
+        return valid;
     }
 
     private static DpopProofResult Missing(string claim) =>

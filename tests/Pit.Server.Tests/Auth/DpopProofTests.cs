@@ -203,6 +203,23 @@ public sealed class DpopProofTests(AuthServerFixture fixture) : IClassFixture<Au
     }
 
     [Fact]
+    public async Task Proof_with_a_fractional_iat_is_accepted()
+    {
+        var token = _requests.ValidToken();
+        var header = new JsonObject { ["typ"] = "dpop+jwt", ["alg"] = "ES256", ["jwk"] = _requests.Key.PublicJwk.DeepClone() };
+        var payload = new JsonObject
+        {
+            ["jti"] = Guid.NewGuid().ToString("N"),
+            ["htm"] = "GET",
+            ["htu"] = _requests.PatientUrl.ToString(),
+            ["iat"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0,
+            ["ath"] = Base64Url.EncodeToString(System.Security.Cryptography.SHA256.HashData(Encoding.ASCII.GetBytes(token))),
+        };
+        using var response = await _requests.SendAsync(token, _requests.Key.SignJwt(header, payload));
+        AuthAssert.PassedAuthentication(response);
+    }
+
+    [Fact]
     public async Task Proof_issued_too_long_ago_is_refused()
     {
         using var response = await _requests.SendWithProofAsync(new DpopProofOptions { IssuedAt = DateTimeOffset.UtcNow.AddSeconds(-120) });
