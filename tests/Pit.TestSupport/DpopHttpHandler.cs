@@ -30,6 +30,20 @@ public sealed class DpopHttpHandler : DelegatingHandler
     /// <summary>The last nonce the server sent.</summary>
     public string? Nonce => _nonce;
 
+    /// <summary>Dispose the key with the handler (for keys made only for this client).</summary>
+    public bool DisposesKey { get; init; }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && DisposesKey)
+        {
+            _key.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+
     /// <inheritdoc />
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {

@@ -1,4 +1,5 @@
-using System.Net.Http.Json;
+using System.Net;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Pit.TestSupport;
@@ -6,31 +7,41 @@ namespace Pit.TestSupport;
 /// <summary>Gets a DPoP-bound token from a HelseID(-stand-in) token endpoint with a <c>private_key_jwt</c> client assertion.</summary>
 public static class StandInTokenClient
 {
+    /// <summary>The client-assertion type of RFC 7523.</summary>
+    public const string JwtBearerAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
     /// <summary>
-    /// Posts a client-credentials request to <paramref name="tokenEndpoint"/> signed by <paramref name="clientKey"/>,
-    /// proving possession of <paramref name="dpopKey"/> and answering the nonce challenge once. The assertion's
-    /// <c>aud</c> is <paramref name="issuer"/>, as HelseID expects.
+    /// Posts a client-credentials request to <paramref name="tokenEndpoint"/> with an assertion signed by
+    /// <paramref name="clientKey"/> (<c>aud</c> = <paramref name="issuer"/>, as HelseID expects), proving possession
+    /// of <paramref name="dpopKey"/> and answering the nonce challenge once. Throws when no token is issued.
     /// </summary>
     public static async Task<TokenResponse> RequestTokenAsync(
         Uri tokenEndpoint, string issuer, string clientId, DpopKey clientKey, DpopKey dpopKey, IEnumerable<string> scopes, CancellationToken cancellationToken = default)
+    {
+        var (status, body) = await SendAsync(tokenEndpoint, clientId, clientKey.CreateClientAssertion(clientId, issuer), dpopKey, scopes, cancellationToken);
+        if (status != HttpStatusCode.OK)
+        {
+            throw new HttpRequestException($"Token request failed with {(int)status}: {body}");
+        }
+
+        return JsonSerializer.Deserialize<TokenResponse>(body)!;
+    }
+
+    /// <summary>Sends one token request (with the nonce retry) and returns the final status and body.</summary>
+    public static async Task<(HttpStatusCode Status, string Body)> SendAsync(
+        Uri tokenEndpoint, string clientId, string clientAssertion, DpopKey dpopKey, IEnumerable<string> scopes, CancellationToken cancellationToken = default)
     {
         using var http = new HttpClient(new DpopHttpHandler(dpopKey, (Func<CancellationToken, ValueTask<string>>?)null) { InnerHandler = new SocketsHttpHandler() });
         using var form = new FormUrlEncodedContent(new Dictionary<string, string>
         {
             ["grant_type"] = "client_credentials",
             ["client_id"] = clientId,
-            ["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ["client_assertion"] = clientKey.CreateClientAssertion(clientId, issuer),
+            ["client_assertion_type"] = JwtBearerAssertionType,
+            ["client_assertion"] = clientAssertion,
             ["scope"] = string.Join(' ', scopes),
         });
         using var response = await http.PostAsync(tokenEndpoint, form, cancellationToken);
-        var body = await response.Content.ReadAsStringAsync(cancellationToken);
-        if (!response.IsSuccessStatusCode)
-        {
-            throw new HttpRequestException($"Token request failed with {(int)response.StatusCode}: {body}");
-        }
-
-        return System.Text.Json.JsonSerializer.Deserialize<TokenResponse>(body)!;
+        return (response.StatusCode, await response.Content.ReadAsStringAsync(cancellationToken));
     }
 }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -16,6 +17,7 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
     private static readonly string[] PrivateMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
     private readonly DpopOptions _options = options.Value.DPoP;
     private readonly HashSet<string> _algorithms = new(options.Value.DPoP.Algorithms, StringComparer.Ordinal);
+    private readonly DpopKeyCache _keys = new();
 
     /// <summary>The accepted algorithms, space-separated, for <c>algs</c> in challenges.</summary>
     public string AlgorithmList => string.Join(' ', _options.Algorithms);
@@ -141,7 +143,9 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                 return Missing("htu");
             }
 
-            if (!p.TryGetProperty("iat", out var iatElement) || iatElement.ValueKind != JsonValueKind.Number || !iatElement.TryGetInt64(out iat))
+            // NumericDate may carry fractional seconds (RFC 7519 §2); they are dropped.
+            if (!p.TryGetProperty("iat", out var iatElement) || iatElement.ValueKind != JsonValueKind.Number
+                || !(iatElement.TryGetInt64(out iat) || (iatElement.TryGetDouble(out var iatSeconds) && TryTruncate(iatSeconds, out iat))))
             {
                 return Missing("iat");
             }
@@ -190,6 +194,13 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
         }
     }
 
+    private static bool TryTruncate(double seconds, out long value)
+    {
+        var valid = double.IsFinite(seconds) && seconds is > 0 and < 1e11;
+        value = valid ? (long)seconds : 0;
+        return valid;
+    }
+
     private static DpopProofResult Missing(string claim) =>
         DpopProofResult.Fail(DpopError.MissingClaim, $"The DPoP proof lacks a valid {claim} claim");
 
@@ -205,7 +216,7 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
         return false;
     }
 
-    private static DpopProofResult VerifySignature(string alg, JsonElement jwk, byte[] signed, byte[] signature, out string jkt)
+    private DpopProofResult VerifySignature(string alg, JsonElement jwk, byte[] signed, byte[] signature, out string jkt)
     {
         jkt = "";
         var badKey = DpopProofResult.Fail(DpopError.BadKey, "The DPoP proof jwk is not a usable public key for its alg");
@@ -225,14 +236,15 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                     return badKey;
                 }
 
-                using var rsa = RSA.Create(new RSAParameters { Modulus = Base64Url.DecodeFromChars(n), Exponent = Base64Url.DecodeFromChars(e) });
-                if (rsa.KeySize < 2048)
+                jkt = JwkThumbprint.Rsa(e, n);
+                var (key, owned) = _keys.GetOrImport(jkt, () => ImportRsa(n, e));
+                using var disposeIfOwned = owned ? key : null;
+                if (key is not RSA rsa)
                 {
                     return badKey;
                 }
 
                 valid = rsa.VerifyData(signed, signature, hash, alg[0] == 'R' ? RSASignaturePadding.Pkcs1 : RSASignaturePadding.Pss);
-                jkt = JwkThumbprint.Rsa(e, n);
             }
             else
             {
@@ -243,10 +255,15 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                     return badKey;
                 }
 
-                var curve = crv switch { "P-256" => ECCurve.NamedCurves.nistP256, "P-384" => ECCurve.NamedCurves.nistP384, _ => ECCurve.NamedCurves.nistP521 };
-                using var ec = ECDsa.Create(new ECParameters { Curve = curve, Q = new ECPoint { X = Base64Url.DecodeFromChars(x), Y = Base64Url.DecodeFromChars(y) } });
-                valid = ec.VerifyData(signed, signature, hash, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
                 jkt = JwkThumbprint.Ec(crv, x, y);
+                var (key, owned) = _keys.GetOrImport(jkt, () => ImportEc(crv, x, y));
+                using var disposeIfOwned = owned ? key : null;
+                if (key is not ECDsa ec)
+                {
+                    return badKey;
+                }
+
+                valid = ec.VerifyData(signed, signature, hash, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
             }
 
             return valid ? DpopProofResult.Valid(jkt) : DpopProofResult.Fail(DpopError.BadSignature, "The DPoP proof signature is invalid");
@@ -255,6 +272,60 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
         {
             return badKey;
         }
+    }
+
+    private static RSA? ImportRsa(string n, string e)
+    {
+        var rsa = RSA.Create(new RSAParameters { Modulus = Base64Url.DecodeFromChars(n), Exponent = Base64Url.DecodeFromChars(e) });
+        if (rsa.KeySize >= 2048)
+        {
+            return rsa;
+        }
+
+        rsa.Dispose();
+        return null;
+    }
+
+    private static ECDsa ImportEc(string crv, string x, string y)
+    {
+        var curve = crv switch { "P-256" => ECCurve.NamedCurves.nistP256, "P-384" => ECCurve.NamedCurves.nistP384, _ => ECCurve.NamedCurves.nistP521 };
+        return ECDsa.Create(new ECParameters { Curve = curve, Q = new ECPoint { X = Base64Url.DecodeFromChars(x), Y = Base64Url.DecodeFromChars(y) } });
+    }
+}
+
+/// <summary>
+/// Imported proof public keys by RFC 7638 thumbprint: importing a key costs more than verifying with it, and a
+/// client proves with the same key on every request. Verification on a shared key object is what JWT libraries do
+/// with issuer keys too. Bounded: when full, keys are imported per request and handed to the caller to dispose.
+/// </summary>
+internal sealed class DpopKeyCache
+{
+    private const int Capacity = 10_000;
+    private readonly ConcurrentDictionary<string, AsymmetricAlgorithm> _keys = new(StringComparer.Ordinal);
+    private int _count;
+
+    /// <summary>The key for <paramref name="jkt"/>; <c>Owned</c> when the caller must dispose it (not cached).</summary>
+    public (AsymmetricAlgorithm? Key, bool Owned) GetOrImport(string jkt, Func<AsymmetricAlgorithm?> import)
+    {
+        if (_keys.TryGetValue(jkt, out var key))
+        {
+            return (key, false);
+        }
+
+        var imported = import();
+        if (imported is null || Volatile.Read(ref _count) >= Capacity)
+        {
+            return (imported, imported is not null);
+        }
+
+        if (_keys.TryAdd(jkt, imported))
+        {
+            Interlocked.Increment(ref _count);
+            return (imported, false);
+        }
+
+        imported.Dispose();
+        return (_keys[jkt], false);
     }
 }
 

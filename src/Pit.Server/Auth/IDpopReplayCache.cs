@@ -24,15 +24,18 @@ internal sealed partial class InMemoryDpopReplayCache(IOptions<PitAuthOptions> o
     private readonly int _capacity = Math.Max(16, options.Value.DPoP.ReplayCacheCapacity);
     private readonly Lock _sweepLock = new();
 
+    // ConcurrentDictionary.Count takes every bucket lock; an approximate counter keeps the hot path lock-free.
+    private int _count;
+
     internal int Count => _entries.Count;
 
     public ValueTask<bool> TryAddAsync(string key, DateTimeOffset expiresAt, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        if (_entries.Count >= _capacity)
+        if (Volatile.Read(ref _count) >= _capacity)
         {
             Sweep(now);
-            if (_entries.Count >= _capacity)
+            if (Volatile.Read(ref _count) >= _capacity)
             {
                 LogFull(logger, _capacity);
                 return ValueTask.FromResult(false);
@@ -42,6 +45,7 @@ internal sealed partial class InMemoryDpopReplayCache(IOptions<PitAuthOptions> o
         var expiry = expiresAt.ToUnixTimeMilliseconds();
         if (_entries.TryAdd(key, expiry))
         {
+            Interlocked.Increment(ref _count);
             return ValueTask.FromResult(true);
         }
 
@@ -56,9 +60,9 @@ internal sealed partial class InMemoryDpopReplayCache(IOptions<PitAuthOptions> o
         {
             foreach (var (key, expiry) in _entries)
             {
-                if (expiry < now)
+                if (expiry < now && _entries.TryRemove(new KeyValuePair<string, long>(key, expiry)))
                 {
-                    _entries.TryRemove(new KeyValuePair<string, long>(key, expiry));
+                    Interlocked.Decrement(ref _count);
                 }
             }
         }

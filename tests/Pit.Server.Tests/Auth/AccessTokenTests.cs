@@ -133,6 +133,27 @@ public sealed class AccessTokenTests(AuthServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Validated_token_is_cached_and_an_invalid_one_is_not()
+    {
+        var cache = fixture.Server.Services.GetRequiredService<Pit.Server.Auth.CachingAccessTokenHandler>();
+        var before = cache.Count;
+        var token = _requests.ValidToken();
+        using (var response = await _requests.SendAsync(token, _requests.Proof(token)))
+        {
+            AuthAssert.PassedAuthentication(response);
+        }
+
+        Assert.True(cache.Count > before);
+        var afterValid = cache.Count;
+        using (var response = await SendAsync(new AccessTokenSpec { Audience = "nhn:other-api" }))
+        {
+            await AuthAssert.UnauthorizedAsync(response, "invalid_token");
+        }
+
+        Assert.Equal(afterValid, cache.Count);
+    }
+
+    [Fact]
     public async Task Cached_token_is_still_checked_against_a_fresh_proof_every_time()
     {
         var token = _requests.ValidToken();

@@ -101,7 +101,7 @@ public sealed class TestServer : IAsyncDisposable
             };
         }
 
-        return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = sockets }) { BaseAddress = baseAddress ?? BaseAddress };
+        return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = sockets, DisposesKey = true }) { BaseAddress = baseAddress ?? BaseAddress };
     }
 
     /// <summary>An HTTP client for this server without credentials.</summary>

@@ -3,9 +3,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Microsoft.IdentityModel.Tokens;
-using Pit.TestSupport;
 
-namespace Pit.Server.Tests.Infrastructure;
+namespace Pit.TestSupport;
 
 /// <summary>
 /// The PIT server as a separate operating-system process, so tests can kill it (SIGKILL) mid-work. Its in-process
@@ -23,13 +22,16 @@ public sealed class ServerProcess : IAsyncDisposable
         BaseAddress = baseAddress;
     }
 
+    /// <summary>The server's own address, http://127.0.0.1:port/.</summary>
     public Uri BaseAddress { get; }
 
-    /// <summary>Starts the built server with its SQLite file in <paramref name="dataDirectory"/> and waits until it is ready.</summary>
-    public static async Task<ServerProcess> StartAsync(string dataDirectory, IDictionary<string, string?>? settings = null, int? port = null)
+    /// <summary>
+    /// Starts <paramref name="serverDll"/> (the built Pit.Server.dll) with its SQLite file in
+    /// <paramref name="dataDirectory"/> unless <paramref name="settings"/> choose another store, and waits until it is ready.
+    /// </summary>
+    public static async Task<ServerProcess> StartAsync(string serverDll, string dataDirectory, IDictionary<string, string?>? settings = null, int? port = null)
     {
         port ??= FreePort();
-        var serverDll = typeof(PitApp).Assembly.Location;
         var info = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -91,8 +93,8 @@ public sealed class ServerProcess : IAsyncDisposable
         throw new TimeoutException("The server process did not become ready.");
     }
 
-    /// <summary>A DPoP-authenticated client (read and write) for <see cref="TestServer.DefaultOrganisation"/>.</summary>
-    public HttpClient CreateClient()
+    /// <summary>A DPoP-authenticated client (read and write) for <paramref name="organisation"/>.</summary>
+    public HttpClient CreateClient(string organisation = "974762501")
     {
         var minter = new AccessTokenMinter(
             new SigningCredentials(new RsaSecurityKey(StandInKey.Value), SecurityAlgorithms.RsaSha256), Issuer(BaseAddress.Port), "nhn:pit");
@@ -100,7 +102,7 @@ public sealed class ServerProcess : IAsyncDisposable
         var token = minter.Mint(new AccessTokenSpec
         {
             Jkt = key.Thumbprint,
-            OrgnrParent = TestServer.DefaultOrganisation,
+            OrgnrParent = organisation,
             Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
         });
         return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = new SocketsHttpHandler() }) { BaseAddress = BaseAddress };
@@ -126,6 +128,7 @@ public sealed class ServerProcess : IAsyncDisposable
         await _process.WaitForExitAsync();
     }
 
+    /// <summary>Kills the process if it still runs.</summary>
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
