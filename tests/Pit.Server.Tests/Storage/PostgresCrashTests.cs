@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Pit.Server.Tests.Infrastructure;
+using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Storage;
 
@@ -8,6 +9,8 @@ namespace Pit.Server.Tests.Storage;
 public sealed class PostgresCrashTests(PostgresServer server) : IClassFixture<PostgresServer>, IDisposable
 {
     private readonly string _data = Directory.CreateTempSubdirectory("pit-pg-crash-").FullName;
+
+    private static string ServerDll => typeof(PitApp).Assembly.Location;
 
     public void Dispose() => Directory.Delete(_data, recursive: true);
 
@@ -22,7 +25,7 @@ public sealed class PostgresCrashTests(PostgresServer server) : IClassFixture<Po
         };
         var accepted = new ConcurrentBag<(string Fnr, string StatusPath)>();
         var attempted = new ConcurrentBag<string>();
-        await using (var process = await ServerProcess.StartAsync(_data, settings))
+        await using (var process = await ServerProcess.StartAsync(ServerDll, _data, settings))
         {
             using var client = process.CreateClient();
             using var stop = new CancellationTokenSource();
@@ -59,7 +62,7 @@ public sealed class PostgresCrashTests(PostgresServer server) : IClassFixture<Po
             await Task.WhenAll(load);
         }
 
-        await using var restarted = await ServerProcess.StartAsync(_data, settings);
+        await using var restarted = await ServerProcess.StartAsync(ServerDll, _data, settings);
         using var after = restarted.CreateClient();
         foreach (var (_, path) in accepted)
         {
