@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
 using Microsoft.IdentityModel.Tokens;
@@ -64,6 +66,53 @@ public sealed class PostgresMultiInstanceTests(PostgresServer server) : IClassFi
         Assert.Equal(people.Length, seen.Select(s => s.Id).Distinct().Count());
         Assert.All(seen, s => Assert.Equal(Array.IndexOf(people, s.Fnr) < 6 ? ("2", "Second") : ("1", "First"), (s.Version, s.Family)));
         Assert.All(seen.Zip(seen.Skip(1)), pair => Assert.True(string.CompareOrdinal(pair.First.LastUpdated, pair.Second.LastUpdated) < 0));
+    }
+
+    [Fact]
+    public async Task A_consumer_polling_both_instances_misses_and_repeats_no_version_while_both_take_submissions()
+    {
+        using var signing = RSA.Create(2048);
+        var settings = Settings(await server.CreateDatabaseAsync(), signing);
+        settings["Pit:Processing:BatchSize"] = "7";
+        await using var a = await TestServer.StartAsync(settings);
+        await using var b = await TestServer.StartAsync(settings);
+        HttpClient[] clients = [a.CreateClient(baseAddress: PublicBase, connectTo: a.BaseAddress), b.CreateClient(baseAddress: PublicBase, connectTo: b.BaseAddress)];
+        try
+        {
+            var people = Enumerable.Range(0, 20).Select(_ => TestPatients.NewFnr()).ToArray();
+            var statusUrls = new ConcurrentBag<(HttpClient Client, Uri Url)>();
+            using var done = new CancellationTokenSource();
+            var submitters = Enumerable.Range(0, 4).Select(worker => Task.Run(async () =>
+            {
+                var random = new Random(worker);
+                var client = clients[worker % 2];
+                for (var i = 0; i < 40; i++)
+                {
+                    statusUrls.Add((client, await client.SubmitAsync(TestPatients.Json(people[random.Next(people.Length)], family: $"F{worker}-{i}"))));
+                }
+            })).ToList();
+
+            // A full pass oldest-first, then polling with gt<last lastUpdated seen>, each request to the other instance.
+            var consumer = new ChangeFeedConsumer(clients);
+            var consuming = consumer.RunAsync(done.Token);
+
+            await Task.WhenAll(submitters);
+            foreach (var (client, url) in statusUrls)
+            {
+                await client.WaitProcessedAsync(url);
+            }
+
+            await done.CancelAsync();
+            await consuming;
+            await consumer.AssertCompleteAsync(clients[0], people.Length);
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
     }
 
     [Fact]
