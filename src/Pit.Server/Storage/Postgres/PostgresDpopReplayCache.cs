@@ -35,9 +35,9 @@ internal sealed partial class PostgresDpopReplayCache(NpgsqlDataSource dataSourc
         }
         catch (NpgsqlException ex) when (!cancellationToken.IsCancellationRequested)
         {
-            // Fail closed: a proof that cannot be recorded is not accepted.
+            // Fail closed: a proof that cannot be recorded is not accepted (the request is answered 503).
             LogUnavailable(logger, ex);
-            return false;
+            throw new ReplayCacheUnavailableException("The DPoP replay cache cannot be reached.", ex);
         }
     }
 
