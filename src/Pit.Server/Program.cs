@@ -1,4 +1,15 @@
 using Pit.Server;
+using Pit.Server.Storage;
+
+// `dotnet Pit.Server.dll migrate [--Pit:Storage:...]` applies the schema migrations and exits, for deployments that
+// run with Pit:Storage:MigrateOnStartup=false.
+if (args.Length > 0 && args[0] == "migrate")
+{
+    var tool = PitApp.Create(args[1..]);
+    await tool.Services.GetRequiredService<IPitStore>().InitializeAsync(CancellationToken.None);
+    Console.WriteLine("Schema is up to date.");
+    return;
+}
 
 var app = PitApp.Create(args);
 await app.RunAsync();

@@ -35,4 +35,35 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
         Assert.Equal(HttpStatusCode.MethodNotAllowed, status);
         PitApi.AssertOutcome(body, "not-supported");
     }
+
+    [Fact]
+    public async Task The_migrate_command_creates_the_schema_and_exits()
+    {
+        var folder = Directory.CreateTempSubdirectory("pit-migrate-").FullName;
+        try
+        {
+            var file = Path.Combine(folder, "pit.db");
+            var info = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in new[] { typeof(PitApp).Assembly.Location, "migrate", "--environment=Production", "--Pit:Auth:Authority=https://helseid-sts.test.nhn.no", $"--Pit:Storage:ConnectionString=Data Source={file}" })
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            using var process = System.Diagnostics.Process.Start(info)!;
+            var output = await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+
+            Assert.True(process.ExitCode == 0, output + await process.StandardError.ReadToEndAsync());
+            Assert.Contains("Schema is up to date.", output);
+            await using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={file};Pooling=false");
+            await connection.OpenAsync();
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('patients', 'submissions', 'audit_log')";
+            Assert.Equal(3L, await command.ExecuteScalarAsync());
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
 }
