@@ -27,7 +27,7 @@ var data = Directory.CreateTempSubdirectory("pit-load-").FullName;
 var serverDll = typeof(Pit.Server.PitApp).Assembly.Location;
 await using var server = await ServerProcess.StartAsync(serverDll, data, settings);
 var clients = Enumerable.Range(0, connections).Select(_ => server.CreateClient()).ToArray();
-var identities = new SyntheticIdentities();
+var identities = new SyntheticIdentitySequence();
 
 if (mode == "get")
 {
@@ -102,38 +102,9 @@ static StringContent Body(string fnr) => new(
     Encoding.UTF8, "application/fhir+json");
 
 /// <summary>Distinct synthetic fødselsnummer (month + 80) with valid control digits.</summary>
-internal sealed class SyntheticIdentities
+internal sealed class SyntheticIdentitySequence
 {
     private long _next;
 
-    public string Next()
-    {
-        while (true)
-        {
-            var n = Interlocked.Increment(ref _next);
-            var day = (int)(n % 28) + 1;
-            var month = (int)(n / 28 % 12) + 81;
-            var year = (int)(n / 336 % 100);
-            var individual = (int)(n / 33600 % 500);
-            var digits = string.Create(CultureInfo.InvariantCulture, $"{day:00}{month:00}{year:00}{individual:000}");
-            var k1 = Control(digits, [3, 7, 6, 1, 8, 9, 4, 5, 2]);
-            var k2 = k1 < 0 ? -1 : Control(digits + k1, [5, 4, 3, 2, 7, 6, 5, 4, 3, 2]);
-            if (k2 >= 0)
-            {
-                return string.Create(CultureInfo.InvariantCulture, $"{digits}{k1}{k2}");
-            }
-        }
-    }
-
-    private static int Control(string digits, int[] weights)
-    {
-        var sum = 0;
-        for (var i = 0; i < weights.Length; i++)
-        {
-            sum += (digits[i] - '0') * weights[i];
-        }
-
-        var c = 11 - (sum % 11);
-        return c == 11 ? 0 : c == 10 ? -1 : c;
-    }
+    public string Next() => SyntheticIdentities.Nth(Interlocked.Increment(ref _next));
 }

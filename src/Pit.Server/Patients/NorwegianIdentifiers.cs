@@ -16,7 +16,6 @@ public static class NorwegianIdentifiers
 
     private static readonly int[] Weights1 = [3, 7, 6, 1, 8, 9, 4, 5, 2];
     private static readonly int[] Weights2 = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
-    private static readonly int[] OrgWeights = [3, 2, 7, 6, 5, 4, 3, 2];
 
     /// <summary>Whether <paramref name="system"/> is one of the person identifier systems.</summary>
     public static bool IsPersonSystem(string? system) => system is Fnr or Dnr or Hnr or FHnr or Duf;
@@ -35,18 +34,6 @@ public static class NorwegianIdentifiers
             Dnr => CheckBirthNumber(value, dNumber: true, allowSynthetic) is { } r ? "Invalid D-number: " + r : null,
             _ => value.Length is > 0 and <= 64 && value.All(char.IsAsciiLetterOrDigit) ? null : "The value must be 1-64 letters or digits.",
         };
-    }
-
-    /// <summary>A 9-digit organisation number with a valid mod-11 control digit.</summary>
-    public static bool IsValidOrganisationNumber(string? value)
-    {
-        if (value is not { Length: 9 } || !value.All(char.IsAsciiDigit))
-        {
-            return false;
-        }
-
-        var control = ControlDigit(value, OrgWeights);
-        return control == value[8] - '0';
     }
 
     private static string? CheckBirthNumber(string value, bool dNumber, bool allowSynthetic)

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
+using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Infrastructure;
 
@@ -18,26 +19,8 @@ public static class TestPatients
         FromParts(birth.Day + (dNumber ? 40 : 0), birth.Month + monthOffset, birth.Year % 100, individual);
 
     /// <summary>An 11-digit number with valid control digits for these parts, whether or not the date exists.</summary>
-    public static string FromParts(int day, int month, int year, int individual)
-    {
-        for (var i = individual; ; i = (i + 1) % 500)
-        {
-            var baseDigits = string.Create(CultureInfo.InvariantCulture, $"{day:00}{month:00}{year:00}{i:000}");
-            var k1 = Control(baseDigits, [3, 7, 6, 1, 8, 9, 4, 5, 2]);
-            if (k1 < 0)
-            {
-                continue;
-            }
-
-            var k2 = Control(baseDigits + k1, [5, 4, 3, 2, 7, 6, 5, 4, 3, 2]);
-            if (k2 < 0)
-            {
-                continue;
-            }
-
-            return string.Create(CultureInfo.InvariantCulture, $"{baseDigits}{k1}{k2}");
-        }
-    }
+    public static string FromParts(int day, int month, int year, int individual) =>
+        SyntheticIdentities.FromParts(day, month, year, individual);
 
     /// <summary>A fresh synthetic fødselsnummer, different on every call (born in the 1900s, individual 000-499).</summary>
     public static string NewFnr()
@@ -60,16 +43,4 @@ public static class TestPatients
     /// <summary>A FHIR JSON request body.</summary>
     public static StringContent Content(string json, string mediaType = "application/fhir+json") =>
         new(json, Encoding.UTF8, new MediaTypeHeaderValue(mediaType));
-
-    private static int Control(string digits, int[] weights)
-    {
-        var sum = 0;
-        for (var i = 0; i < weights.Length; i++)
-        {
-            sum += (digits[i] - '0') * weights[i];
-        }
-
-        var c = 11 - (sum % 11);
-        return c == 11 ? 0 : c == 10 ? -1 : c;
-    }
 }

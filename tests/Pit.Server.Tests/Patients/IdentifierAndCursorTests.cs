@@ -6,16 +6,6 @@ namespace Pit.Server.Tests.Patients;
 
 public sealed class IdentifierAndCursorTests
 {
-    [Theory]
-    [InlineData("974762501", true)]
-    [InlineData("983044778", true)]
-    [InlineData("974762502", false)]
-    [InlineData("97476250", false)]
-    [InlineData("97476250a", false)]
-    [InlineData(null, false)]
-    public void Organisation_numbers_need_nine_digits_and_a_valid_mod11_control_digit(string? value, bool valid) =>
-        Assert.Equal(valid, NorwegianIdentifiers.IsValidOrganisationNumber(value));
-
     [Fact]
     public void Individual_numbers_decide_the_century_of_a_fodselsnummer()
     {
