@@ -170,8 +170,8 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
 
     private async Task<SubmissionRecord?> GetSubmissionOnceAsync(Guid id, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand("""
-            SELECT tenant, seq, state, accepted_at, processed_at, patient_id, patient_version, reason
+        await using var command = _dataSource.CreateCommand($"""
+            SELECT {StoredRows.SubmissionColumns}
             FROM submissions WHERE id = $1;
             """);
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
@@ -181,12 +181,7 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
             return null;
         }
 
-        return new SubmissionRecord(
-            id, reader.GetString(0), reader.GetInt64(1), (SubmissionState)reader.GetInt16(2), reader.GetInt64(3),
-            reader.IsDBNull(4) ? null : reader.GetInt64(4),
-            reader.IsDBNull(5) ? null : reader.GetString(5),
-            reader.IsDBNull(6) ? null : reader.GetInt32(6),
-            reader.IsDBNull(7) ? null : reader.GetString(7));
+        return StoredRows.Submission(id, reader);
     }
 
     public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)

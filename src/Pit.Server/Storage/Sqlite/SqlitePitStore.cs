@@ -149,8 +149,8 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
-        command.CommandText = """
-            SELECT tenant, seq, state, accepted_at, processed_at, patient_id, patient_version, reason
+        command.CommandText = $"""
+            SELECT {StoredRows.SubmissionColumns}
             FROM submissions WHERE id = $id;
             """;
         command.Parameters.AddWithValue("$id", id.ToByteArray());
@@ -160,12 +160,7 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
             return null;
         }
 
-        return new SubmissionRecord(
-            id, reader.GetString(0), reader.GetInt64(1), (SubmissionState)reader.GetInt32(2), reader.GetInt64(3),
-            reader.IsDBNull(4) ? null : reader.GetInt64(4),
-            reader.IsDBNull(5) ? null : reader.GetString(5),
-            reader.IsDBNull(6) ? null : reader.GetInt32(6),
-            reader.IsDBNull(7) ? null : reader.GetString(7));
+        return StoredRows.Submission(id, reader);
     }
 
     public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
