@@ -1,0 +1,56 @@
+using System.Security.Claims;
+using System.Text;
+using BenchmarkDotNet.Attributes;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+using Pit.Server.Auth;
+using Pit.Server.Fhir;
+using Pit.Server.Patients;
+using Pit.Server.Storage;
+using Pit.TestSupport;
+
+namespace Pit.Benchmarks;
+
+/// <summary>
+/// The CPU cost of the request path outside authentication and storage: reading and validating a POST body
+/// (strict FHIR parse, identifier rules, canonical JSON, hash), composing a stored version, and writing a page.
+/// </summary>
+[MemoryDiagnoser]
+public class RequestPathBenchmarks
+{
+    private readonly PatientSubmissionReader _reader = new(new FhirJson(), Options.Create(new ValidationOptions()), TimeProvider.System);
+    private readonly PitCaller _caller = new("bench", "974762501", null, false);
+    private byte[] _body = [];
+    private byte[] _content = [];
+    private List<PatientRecord> _page = [];
+
+    [GlobalSetup]
+    public async Task SetupAsync()
+    {
+        _body = Encoding.UTF8.GetBytes(
+            $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{SyntheticIdentities.Nth(1)}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}],"telecom":[{"system":"phone","value":"+4712345678"}]}""");
+        var read = await ReadAsync();
+        _content = read.Submission!.Content;
+        _page = [.. Enumerable.Range(0, 20).Select(i => new PatientRecord($"id{i:D30}", "974762501", 1, 1_760_000_000_000_000 + i,
+            PatientJson.Compose(_content, $"id{i:D30}", 1, 1_760_000_000_000_000 + i, "974762501")))];
+    }
+
+    [Benchmark(Description = "POST body: read, strict parse, identifiers, canonical JSON, SHA-256")]
+    public async Task<int> ReadSubmission() => (await ReadAsync()).Status;
+
+    [Benchmark(Description = "stored version: splice id and meta into canonical JSON")]
+    public byte[] ComposeStoredJson() => PatientJson.Compose(_content, "0123456789abcdef0123456789abcdef", 7, 1_760_000_000_000_000, "974762501");
+
+    [Benchmark(Description = "searchset Bundle of 20 Patients")]
+    public byte[] WriteBundle() => SearchBundleWriter.Write("http://localhost/v1/Patient/", "http://localhost/v1/Patient?_count=20", null, _page, 20, null);
+
+    private Task<SubmissionReadResult> ReadAsync()
+    {
+        var context = new DefaultHttpContext();
+        context.Request.ContentType = "application/fhir+json";
+        context.Request.ContentLength = _body.Length;
+        context.Request.Body = new MemoryStream(_body, writable: false);
+        context.User = new ClaimsPrincipal();
+        return _reader.ReadAsync(context.Request, _caller, CancellationToken.None);
+    }
+}
