@@ -15,6 +15,9 @@ internal static class DevDefaults
     /// <summary>The stand-in's registered development client.</summary>
     public const string ClientId = "pit-dev-client";
 
-    /// <summary>The development client's private JWK, committed in the repository (development only).</summary>
-    public const string KeyFile = "src/Pit.HelseIdStandIn/dev-client.jwk.json";
+    /// <summary>
+    /// The development client's private JWK, committed in the repository (development only). Relative paths are
+    /// looked up from the working directory upwards, so <c>pit --dev</c> works anywhere inside the repository.
+    /// </summary>
+    public const string KeyFile = "dev/helseid-standin/dev-client.jwk.json";
 }

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Net.Http;
 using Pit.Cli.Commands;
 using Pit.Client;
 using Spectre.Console;
@@ -123,6 +122,7 @@ internal sealed class PitCli
     public async Task<PitClient> CreateClientAsync(ParseResult parse, CancellationToken cancellationToken)
     {
         var options = await Settings(parse).ToClientOptionsAsync(_context, parse.GetValue(Dev), cancellationToken).ConfigureAwait(false);
+        options.PrimaryHandler = _context.PrimaryHandler;
         return PitClient.Create(options);
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
+using Hl7.Fhir.Utility;
 
 namespace Pit.Client;
 
@@ -47,7 +48,7 @@ internal static class FhirJson
             var text = issue.Details?.Text ?? issue.Diagnostics ?? issue.Details?.Coding.FirstOrDefault()?.Display ?? "";
             var where = issue.Expression.Any() ? $" (at {string.Join(", ", issue.Expression)})"
                 : issue.Location.Any() ? $" (at {string.Join(", ", issue.Location)})" : "";
-            return $"{issue.Severity?.ToString().ToLowerInvariant() ?? "error"} [{issue.Code?.ToString() ?? "unknown"}] {text}{where}".TrimEnd();
+            return $"{issue.Severity?.GetLiteral() ?? "error"} [{issue.Code?.GetLiteral() ?? "unknown"}] {text}{where}".TrimEnd();
         })];
     }
 }
