@@ -78,22 +78,25 @@ public sealed partial class PitClient : IDisposable
     public static ResiliencePipeline<HttpResponseMessage> CreateRetryPipeline(PitClientOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = options.HelseId?.TimeProvider ?? TimeProvider.System }
-            .AddRetry(new HttpRetryStrategyOptions
-            {
-                MaxRetryAttempts = Math.Max(1, options.MaxRetryAttempts),
-                Delay = options.RetryDelay,
-                BackoffType = DelayBackoffType.Exponential,
-                UseJitter = true,
-                ShouldRetryAfterHeader = true,
-                MaxDelay = TimeSpan.FromMinutes(2),
-                // A 429/503 means the request was not taken; other failures could have been, so they surface.
-                ShouldHandle = args => ValueTask.FromResult(
-                    args.Outcome.Result?.StatusCode is HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable),
-            })
-            .AddTimeout(options.Timeout)
-            .Build();
+        var builder = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = options.HelseId?.TimeProvider ?? TimeProvider.System };
+        AddRetries(builder, options);
+        return builder.Build();
     }
+
+    internal static void AddRetries(ResiliencePipelineBuilder<HttpResponseMessage> builder, PitClientOptions options) => builder
+        .AddRetry(new HttpRetryStrategyOptions
+        {
+            MaxRetryAttempts = Math.Max(1, options.MaxRetryAttempts),
+            Delay = options.RetryDelay,
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+            ShouldRetryAfterHeader = true,
+            MaxDelay = TimeSpan.FromMinutes(2),
+            // A 429/503 means the request was not taken; other failures could have been, so they surface.
+            ShouldHandle = args => ValueTask.FromResult(
+                args.Outcome.Result?.StatusCode is HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable),
+        })
+        .AddTimeout(options.Timeout);
 
     /// <summary>Submits a Patient (<c>POST /v1/Patient</c>).</summary>
     /// <param name="patient">The Patient; the server assigns ids, so any id is ignored.</param>
@@ -348,7 +351,7 @@ public sealed partial class PitClient : IDisposable
     private static partial Regex PatientReference();
 
     /// <summary>Lets the PIT chain and the token client share one primary handler without disposing it twice.</summary>
-    private sealed class NonDisposingHandler(HttpMessageHandler inner) : DelegatingHandler(inner)
+    internal sealed class NonDisposingHandler(HttpMessageHandler inner) : DelegatingHandler(inner)
     {
         protected override void Dispose(bool disposing)
         {
