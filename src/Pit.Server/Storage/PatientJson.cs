@@ -1,0 +1,81 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Pit.Server.Storage;
+
+/// <summary>
+/// The stored, ready-to-send form of a Patient: the canonical content (Firely's compact JSON with no id and no
+/// meta) with the server's id and meta spliced in right after <c>resourceType</c>. Splicing bytes keeps the
+/// processing step free of a second FHIR parse.
+/// </summary>
+public static class PatientJson
+{
+    /// <summary>The organisation-number system used for the tenant tag.</summary>
+    public const string OrganisationSystem = "urn:oid:2.16.578.1.12.4.1.4.101";
+
+    private static readonly byte[] Prefix = "{\"resourceType\":\"Patient\""u8.ToArray();
+
+    /// <summary>Whether <paramref name="content"/> starts the way <see cref="Compose"/> requires.</summary>
+    public static bool IsCanonical(ReadOnlySpan<byte> content) =>
+        content.StartsWith(Prefix) && content.Length > Prefix.Length && (content[Prefix.Length] == (byte)',' || content[Prefix.Length] == (byte)'}');
+
+    /// <summary>Builds the stored JSON of one Patient version.</summary>
+    public static byte[] Compose(ReadOnlySpan<byte> content, string id, int version, long lastUpdated, string tenant)
+    {
+        if (!IsCanonical(content))
+        {
+            throw new ArgumentException("Content is not canonical Patient JSON.", nameof(content));
+        }
+
+        var buffer = new ArrayBufferWriter<byte>(content.Length + 256);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("resourceType"u8, "Patient"u8);
+            writer.WriteString("id"u8, id);
+            writer.WriteStartObject("meta"u8);
+            writer.WriteString("versionId"u8, version.ToString(CultureInfo.InvariantCulture));
+            writer.WriteString("lastUpdated"u8, FeedTime.Format(lastUpdated));
+            writer.WriteStartArray("tag"u8);
+            writer.WriteStartObject();
+            writer.WriteString("system"u8, OrganisationSystem);
+            writer.WriteString("code"u8, tenant);
+            writer.WriteEndObject();
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+            writer.Flush();
+        }
+
+        // The writer's output is an unterminated object; append the rest of the content (",..." or "}").
+        var result = new byte[buffer.WrittenCount + content.Length - Prefix.Length];
+        buffer.WrittenSpan.CopyTo(result);
+        content[Prefix.Length..].CopyTo(result.AsSpan(buffer.WrittenCount));
+        return result;
+    }
+
+    /// <summary>For diagnostics in tests.</summary>
+    internal static string ToText(byte[] json) => Encoding.UTF8.GetString(json);
+}
+
+/// <summary>
+/// Feed timestamps: microseconds since the Unix epoch, exposed as FHIR instants with six fractional digits, so the
+/// exposed precision is exactly the stored one and <c>gt</c> on an exposed value means "strictly after it".
+/// </summary>
+public static class FeedTime
+{
+    private const long TicksPerMicrosecond = TimeSpan.TicksPerMicrosecond;
+
+    /// <summary>Microseconds since the epoch of <paramref name="time"/>, truncated.</summary>
+    public static long FromDateTimeOffset(DateTimeOffset time) =>
+        (time.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / TicksPerMicrosecond;
+
+    /// <summary>The instant of <paramref name="micros"/>.</summary>
+    public static DateTimeOffset ToDateTimeOffset(long micros) =>
+        new(DateTimeOffset.UnixEpoch.UtcTicks + (micros * TicksPerMicrosecond), TimeSpan.Zero);
+
+    /// <summary><c>2026-11-25T11:06:35.123456Z</c></summary>
+    public static string Format(long micros) =>
+        ToDateTimeOffset(micros).ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,550 @@
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace Pit.Server.Storage.Sqlite;
+
+/// <summary>
+/// The embedded store: one SQLite file in WAL mode with <c>synchronous=FULL</c>, so a commit is on disk before it
+/// returns. All writes go through one connection guarded by a lock (SQLite has one writer anyway); reads use pooled
+/// connections and run beside the writer.
+/// </summary>
+internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
+{
+    private const int SchemaVersion = 1;
+
+    private readonly string _connectionString;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private SqliteConnection? _writer;
+
+    public SqlitePitStore(string connectionString, TimeProvider time)
+    {
+        var builder = new SqliteConnectionStringBuilder(connectionString) { Pooling = true };
+        if (builder.DataSource is { Length: > 0 } file && !file.StartsWith(':') && Path.GetDirectoryName(Path.GetFullPath(file)) is { } dir)
+        {
+            Directory.CreateDirectory(dir);
+        }
+
+        _connectionString = builder.ToString();
+        _time = time;
+    }
+
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var writer = await WriterAsync(cancellationToken);
+            await ExecuteAsync(writer, "PRAGMA journal_mode=WAL;", cancellationToken);
+            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
+            var version = Convert.ToInt32(await ScalarAsync(writer, tx, "PRAGMA user_version;", cancellationToken));
+            if (version < 1)
+            {
+                await ExecuteAsync(writer, tx, """
+                    CREATE TABLE submissions (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id BLOB NOT NULL UNIQUE,
+                        tenant TEXT NOT NULL,
+                        client_id TEXT NOT NULL,
+                        orgnr_child TEXT,
+                        content BLOB,
+                        content_hash BLOB NOT NULL,
+                        keys TEXT NOT NULL,
+                        accepted_at INTEGER NOT NULL,
+                        state INTEGER NOT NULL DEFAULT 0,
+                        processed_at INTEGER,
+                        patient_id TEXT,
+                        patient_version INTEGER,
+                        reason TEXT);
+                    CREATE INDEX submissions_queued ON submissions(seq) WHERE state = 0;
+                    CREATE TABLE patients (
+                        id TEXT NOT NULL PRIMARY KEY,
+                        tenant TEXT NOT NULL,
+                        version INTEGER NOT NULL,
+                        last_updated INTEGER NOT NULL,
+                        content_hash BLOB NOT NULL,
+                        last_seq INTEGER NOT NULL,
+                        json BLOB NOT NULL);
+                    CREATE UNIQUE INDEX patients_feed ON patients(last_updated, id);
+                    CREATE INDEX patients_tenant_feed ON patients(tenant, last_updated, id);
+                    CREATE TABLE patient_keys (
+                        tenant TEXT NOT NULL,
+                        system TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        patient_id TEXT NOT NULL,
+                        PRIMARY KEY (tenant, system, value)) WITHOUT ROWID;
+                    CREATE INDEX patient_keys_patient ON patient_keys(patient_id);
+                    CREATE TABLE secrets (name TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL);
+                    CREATE TABLE audit_log (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        at INTEGER NOT NULL,
+                        action TEXT NOT NULL,
+                        client_id TEXT NOT NULL,
+                        organisation TEXT NOT NULL,
+                        orgnr_child TEXT,
+                        submission_id TEXT,
+                        patient_ids TEXT,
+                        status INTEGER NOT NULL,
+                        outcome TEXT NOT NULL);
+                    CREATE INDEX audit_log_organisation ON audit_log(organisation, id);
+                    """, cancellationToken);
+            }
+
+            if (version < SchemaVersion)
+            {
+                await ExecuteAsync(writer, tx, $"PRAGMA user_version = {SchemaVersion};", cancellationToken);
+            }
+
+            await tx.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var writer = await WriterAsync(cancellationToken);
+            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
+            await using var insert = writer.CreateCommand();
+            insert.Transaction = tx;
+            insert.CommandText = """
+                INSERT INTO submissions (id, tenant, client_id, orgnr_child, content, content_hash, keys, accepted_at)
+                VALUES ($id, $tenant, $client, $child, $content, $hash, $keys, $at);
+                """;
+            var id = insert.Parameters.Add("$id", SqliteType.Blob);
+            var tenant = insert.Parameters.Add("$tenant", SqliteType.Text);
+            var client = insert.Parameters.Add("$client", SqliteType.Text);
+            var child = insert.Parameters.Add("$child", SqliteType.Text);
+            var content = insert.Parameters.Add("$content", SqliteType.Blob);
+            var hash = insert.Parameters.Add("$hash", SqliteType.Blob);
+            var keys = insert.Parameters.Add("$keys", SqliteType.Text);
+            var at = insert.Parameters.Add("$at", SqliteType.Integer);
+            foreach (var s in batch)
+            {
+                id.Value = s.Id.ToByteArray();
+                tenant.Value = s.Tenant;
+                client.Value = s.ClientId;
+                child.Value = (object?)s.OrgnrChild ?? DBNull.Value;
+                content.Value = s.Content;
+                hash.Value = s.ContentHash;
+                keys.Value = SerializeKeys(s.Keys);
+                at.Value = s.AcceptedAt;
+                await insert.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await tx.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public async Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT tenant, seq, state, accepted_at, processed_at, patient_id, patient_version, reason
+            FROM submissions WHERE id = $id;
+            """;
+        command.Parameters.AddWithValue("$id", id.ToByteArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        return new SubmissionRecord(
+            id, reader.GetString(0), reader.GetInt64(1), (SubmissionState)reader.GetInt32(2), reader.GetInt64(3),
+            reader.IsDBNull(4) ? null : reader.GetInt64(4),
+            reader.IsDBNull(5) ? null : reader.GetString(5),
+            reader.IsDBNull(6) ? null : reader.GetInt32(6),
+            reader.IsDBNull(7) ? null : reader.GetString(7));
+    }
+
+    public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var writer = await WriterAsync(cancellationToken);
+            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
+            var pending = new List<(long Seq, string Tenant, byte[] Content, byte[] Hash, string Keys)>();
+            await using (var select = Command(writer, tx, """
+                SELECT seq, tenant, content, content_hash, keys FROM submissions
+                WHERE state = 0 ORDER BY seq LIMIT $max;
+                """))
+            {
+                select.Parameters.AddWithValue("$max", maxCount);
+                await using var reader = await select.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    pending.Add((reader.GetInt64(0), reader.GetString(1), (byte[])reader[2], (byte[])reader[3], reader.GetString(4)));
+                }
+            }
+
+            if (pending.Count == 0)
+            {
+                return 0;
+            }
+
+            var clock = Convert.ToInt64(await ScalarAsync(writer, tx, "SELECT coalesce(max(last_updated), 0) FROM patients;", cancellationToken));
+            var statements = new ApplyStatements(writer, tx);
+            foreach (var s in pending)
+            {
+                var now = FeedTime.FromDateTimeOffset(_time.GetUtcNow());
+                await ExecuteAsync(writer, tx, "SAVEPOINT apply_one;", cancellationToken);
+                try
+                {
+                    clock = await ApplyOneAsync(statements, s.Seq, s.Tenant, s.Content, s.Hash, DeserializeKeys(s.Keys), clock, now, cancellationToken);
+                }
+                catch (Exception ex) when (ex is not SqliteException and not OperationCanceledException)
+                {
+                    // A submission that cannot be applied must not block the queue: record it as failed.
+                    await ExecuteAsync(writer, tx, "ROLLBACK TO apply_one;", cancellationToken);
+                    await statements.MarkAsync(s.Seq, SubmissionState.Failed, now, null, null, $"Processing failed: {ex.GetType().Name}.", cancellationToken);
+                }
+
+                await ExecuteAsync(writer, tx, "RELEASE apply_one;", cancellationToken);
+            }
+
+            await tx.CommitAsync(cancellationToken);
+            return pending.Count;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private static async Task<long> ApplyOneAsync(
+        ApplyStatements st, long seq, string tenant, byte[] content, byte[] hash, IReadOnlyList<PatientKey> keys,
+        long clock, long now, CancellationToken cancellationToken)
+    {
+        var matches = new List<ExistingPatient>();
+        foreach (var key in keys)
+        {
+            var match = await st.FindAsync(tenant, key, cancellationToken);
+            if (match is not null && !matches.Exists(m => m.Id == match.Id))
+            {
+                matches.Add(match);
+            }
+        }
+
+        var decision = PatientUpsert.Decide(seq, hash, matches, PatientUpsert.NewPatientId);
+        switch (decision.Action)
+        {
+            case UpsertAction.Write:
+                var lastUpdated = Math.Max(now, clock + 1);
+                var json = PatientJson.Compose(content, decision.PatientId!, decision.Version, lastUpdated, tenant);
+                await st.WritePatientAsync(decision.PatientId!, tenant, decision.Version, lastUpdated, hash, seq, json, keys, cancellationToken);
+                await st.MarkAsync(seq, SubmissionState.Applied, now, decision.PatientId, decision.Version, null, cancellationToken);
+                return lastUpdated;
+            case UpsertAction.Unchanged:
+                await st.TouchSequenceAsync(decision.PatientId!, seq, cancellationToken);
+                await st.MarkAsync(seq, SubmissionState.Unchanged, now, decision.PatientId, decision.Version, null, cancellationToken);
+                return clock;
+            case UpsertAction.Superseded:
+                await st.MarkAsync(seq, SubmissionState.Superseded, now, decision.PatientId, decision.Version, null, cancellationToken);
+                return clock;
+            default:
+                await st.MarkAsync(seq, SubmissionState.Failed, now, null, null, decision.Reason, cancellationToken);
+                return clock;
+        }
+    }
+
+    public async Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, tenant, version, last_updated, json FROM patients WHERE id = $id;";
+        command.Parameters.AddWithValue("$id", id);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? ReadPatient(reader) : null;
+    }
+
+    public async Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        var where = new List<string>(4);
+        if (query.Tenant is not null)
+        {
+            where.Add("tenant = $tenant");
+            command.Parameters.AddWithValue("$tenant", query.Tenant);
+        }
+
+        if (query.From is { } from)
+        {
+            where.Add("last_updated >= $from");
+            command.Parameters.AddWithValue("$from", from);
+        }
+
+        if (query.To is { } to)
+        {
+            where.Add("last_updated < $to");
+            command.Parameters.AddWithValue("$to", to);
+        }
+
+        if (query.After is { } after)
+        {
+            where.Add(query.Descending ? "(last_updated, id) < ($lu, $id)" : "(last_updated, id) > ($lu, $id)");
+            command.Parameters.AddWithValue("$lu", after.LastUpdated);
+            command.Parameters.AddWithValue("$id", after.Id);
+        }
+
+        var direction = query.Descending ? "DESC" : "ASC";
+        command.CommandText = string.Concat(
+            "SELECT id, tenant, version, last_updated, json FROM patients",
+            where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "",
+            $" ORDER BY last_updated {direction}, id {direction} LIMIT $limit;");
+        command.Parameters.AddWithValue("$limit", query.Limit);
+        var result = new List<PatientRecord>(query.Limit);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            result.Add(ReadPatient(reader));
+        }
+
+        return result;
+    }
+
+    public async Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var writer = await WriterAsync(cancellationToken);
+            await using var insert = Command(writer, null, "INSERT OR IGNORE INTO secrets (name, value) VALUES ($name, $value);");
+            insert.Parameters.AddWithValue("$name", name);
+            insert.Parameters.AddWithValue("$value", create());
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+            await using var select = Command(writer, null, "SELECT value FROM secrets WHERE name = $name;");
+            select.Parameters.AddWithValue("$name", name);
+            return (byte[])(await select.ExecuteScalarAsync(cancellationToken))!;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var writer = await WriterAsync(cancellationToken);
+            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
+            await using var insert = Command(writer, tx, """
+                INSERT INTO audit_log (at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome)
+                VALUES ($at, $action, $client, $org, $child, $submission, $patients, $status, $outcome);
+                """);
+            foreach (var e in entries)
+            {
+                insert.Parameters.Clear();
+                insert.Parameters.AddWithValue("$at", e.At);
+                insert.Parameters.AddWithValue("$action", e.Action);
+                insert.Parameters.AddWithValue("$client", e.ClientId);
+                insert.Parameters.AddWithValue("$org", e.Organisation);
+                insert.Parameters.AddWithValue("$child", (object?)e.OrgnrChild ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$submission", (object?)e.SubmissionId?.ToString() ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$patients", (object?)e.PatientIds ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$status", e.Status);
+                insert.Parameters.AddWithValue("$outcome", e.Outcome);
+                await insert.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await tx.CommitAsync(cancellationToken);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public async Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = string.Concat(
+            "SELECT at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome FROM audit_log",
+            organisation is null ? "" : " WHERE organisation = $org",
+            " ORDER BY id DESC LIMIT $limit;");
+        if (organisation is not null)
+        {
+            command.Parameters.AddWithValue("$org", organisation);
+        }
+
+        command.Parameters.AddWithValue("$limit", limit);
+        var result = new List<AuditEntry>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            result.Add(new AuditEntry(
+                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
+                reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.IsDBNull(5) ? null : Guid.Parse(reader.GetString(5)),
+                reader.IsDBNull(6) ? null : reader.GetString(6),
+                reader.GetInt32(7), reader.GetString(8)));
+        }
+
+        return result;
+    }
+
+    public async Task CheckHealthAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await ScalarAsync(connection, null, "SELECT count(*) FROM secrets;", cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_writer is not null)
+        {
+            await _writer.DisposeAsync();
+        }
+
+        _writeLock.Dispose();
+    }
+
+    private static PatientRecord ReadPatient(SqliteDataReader reader) =>
+        new(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), (byte[])reader[4]);
+
+    private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken);
+        await ExecuteAsync(connection, "PRAGMA busy_timeout = 5000;", cancellationToken);
+        return connection;
+    }
+
+    // Called with the write lock held.
+    private async Task<SqliteConnection> WriterAsync(CancellationToken cancellationToken)
+    {
+        if (_writer is null)
+        {
+            var writer = await OpenAsync(cancellationToken);
+            await ExecuteAsync(writer, "PRAGMA synchronous = FULL;", cancellationToken);
+            _writer = writer;
+        }
+
+        return _writer;
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? tx, string sql)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = sql;
+        return command;
+    }
+
+    private static Task ExecuteAsync(SqliteConnection connection, string sql, CancellationToken cancellationToken) =>
+        ExecuteAsync(connection, null, sql, cancellationToken);
+
+    private static async Task ExecuteAsync(SqliteConnection connection, SqliteTransaction? tx, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, tx, sql);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static async Task<object?> ScalarAsync(SqliteConnection connection, SqliteTransaction? tx, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, tx, sql);
+        return await command.ExecuteScalarAsync(cancellationToken);
+    }
+
+    internal static string SerializeKeys(IReadOnlyList<PatientKey> keys) =>
+        JsonSerializer.Serialize(keys.Select(k => new[] { k.System, k.Value }));
+
+    internal static IReadOnlyList<PatientKey> DeserializeKeys(string json) =>
+        JsonSerializer.Deserialize<string[][]>(json)!.Select(k => new PatientKey(k[0], k[1])).ToList();
+
+    /// <summary>The statements of one apply transaction, prepared once per batch.</summary>
+    private sealed class ApplyStatements(SqliteConnection connection, SqliteTransaction tx)
+    {
+        public async Task<ExistingPatient?> FindAsync(string tenant, PatientKey key, CancellationToken cancellationToken)
+        {
+            await using var command = Command(connection, tx, """
+                SELECT p.id, p.version, p.content_hash, p.last_seq
+                FROM patient_keys k JOIN patients p ON p.id = k.patient_id
+                WHERE k.tenant = $tenant AND k.system = $system AND k.value = $value;
+                """);
+            command.Parameters.AddWithValue("$tenant", tenant);
+            command.Parameters.AddWithValue("$system", key.System);
+            command.Parameters.AddWithValue("$value", key.Value);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            return await reader.ReadAsync(cancellationToken)
+                ? new ExistingPatient(reader.GetString(0), reader.GetInt32(1), (byte[])reader[2], reader.GetInt64(3))
+                : null;
+        }
+
+        public async Task WritePatientAsync(
+            string id, string tenant, int version, long lastUpdated, byte[] hash, long seq, byte[] json,
+            IReadOnlyList<PatientKey> keys, CancellationToken cancellationToken)
+        {
+            await using (var upsert = Command(connection, tx, """
+                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
+                VALUES ($id, $tenant, $version, $lu, $hash, $seq, $json)
+                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
+                DELETE FROM patient_keys WHERE patient_id = $id;
+                """))
+            {
+                upsert.Parameters.AddWithValue("$id", id);
+                upsert.Parameters.AddWithValue("$tenant", tenant);
+                upsert.Parameters.AddWithValue("$version", version);
+                upsert.Parameters.AddWithValue("$lu", lastUpdated);
+                upsert.Parameters.AddWithValue("$hash", hash);
+                upsert.Parameters.AddWithValue("$seq", seq);
+                upsert.Parameters.AddWithValue("$json", json);
+                await upsert.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await using var insertKey = Command(connection, tx,
+                "INSERT INTO patient_keys (tenant, system, value, patient_id) VALUES ($tenant, $system, $value, $id);");
+            foreach (var key in keys.Distinct())
+            {
+                insertKey.Parameters.Clear();
+                insertKey.Parameters.AddWithValue("$tenant", tenant);
+                insertKey.Parameters.AddWithValue("$system", key.System);
+                insertKey.Parameters.AddWithValue("$value", key.Value);
+                insertKey.Parameters.AddWithValue("$id", id);
+                await insertKey.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+
+        public async Task TouchSequenceAsync(string id, long seq, CancellationToken cancellationToken)
+        {
+            await using var command = Command(connection, tx, "UPDATE patients SET last_seq = max(last_seq, $seq) WHERE id = $id;");
+            command.Parameters.AddWithValue("$seq", seq);
+            command.Parameters.AddWithValue("$id", id);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        public async Task MarkAsync(
+            long seq, SubmissionState state, long now, string? patientId, int? version, string? reason, CancellationToken cancellationToken)
+        {
+            // The content is dropped once processed: the Patient row holds what is needed, and less health data lies about.
+            await using var command = Command(connection, tx, """
+                UPDATE submissions SET state = $state, processed_at = $now, patient_id = $pid, patient_version = $version,
+                    reason = $reason, content = CASE WHEN $state = 4 THEN content ELSE NULL END
+                WHERE seq = $seq;
+                """);
+            command.Parameters.AddWithValue("$state", (int)state);
+            command.Parameters.AddWithValue("$now", now);
+            command.Parameters.AddWithValue("$pid", (object?)patientId ?? DBNull.Value);
+            command.Parameters.AddWithValue("$version", (object?)version ?? DBNull.Value);
+            command.Parameters.AddWithValue("$reason", (object?)reason ?? DBNull.Value);
+            command.Parameters.AddWithValue("$seq", seq);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+}
