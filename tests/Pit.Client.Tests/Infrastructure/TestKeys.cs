@@ -14,8 +14,15 @@ internal static class TestKeys
         var p = rsa.ExportParameters(true);
         var jwk = new Dictionary<string, string>
         {
-            ["kty"] = "RSA", ["n"] = B(p.Modulus!), ["e"] = B(p.Exponent!), ["d"] = B(p.D!), ["p"] = B(p.P!), ["q"] = B(p.Q!),
-            ["dp"] = B(p.DP!), ["dq"] = B(p.DQ!), ["qi"] = B(p.InverseQ!),
+            ["kty"] = "RSA",
+            ["n"] = B(p.Modulus!),
+            ["e"] = B(p.Exponent!),
+            ["d"] = B(p.D!),
+            ["p"] = B(p.P!),
+            ["q"] = B(p.Q!),
+            ["dp"] = B(p.DP!),
+            ["dq"] = B(p.DQ!),
+            ["qi"] = B(p.InverseQ!),
         };
         if (kid is not null)
         {
@@ -31,7 +38,11 @@ internal static class TestKeys
         var p = ec.ExportParameters(true);
         return JsonSerializer.Serialize(new Dictionary<string, string>
         {
-            ["kty"] = "EC", ["crv"] = "P-256", ["x"] = B(p.Q.X!), ["y"] = B(p.Q.Y!), ["d"] = B(p.D!),
+            ["kty"] = "EC",
+            ["crv"] = "P-256",
+            ["x"] = B(p.Q.X!),
+            ["y"] = B(p.Q.Y!),
+            ["d"] = B(p.D!),
         });
     }
 
