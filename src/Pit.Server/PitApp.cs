@@ -3,6 +3,7 @@ using Pit.Server.Fhir;
 using Pit.Server.Patients;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
+using Pit.Server.Telemetry;
 
 namespace Pit.Server;
 
@@ -13,6 +14,7 @@ public static class PitApp
     public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(args);
+        builder.Services.AddPitTelemetry(builder.Configuration);
         builder.Services.AddPitFhir(builder.Configuration);
         builder.Services.AddPitStorage(builder.Configuration, builder.Environment);
         builder.Services.AddPitProcessing(builder.Configuration);

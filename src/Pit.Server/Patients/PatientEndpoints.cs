@@ -1,17 +1,225 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Hl7.Fhir.Model;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
+using Pit.Server.Fhir;
+using Pit.Server.Processing;
+using Pit.Server.Storage;
+using Pit.Server.Telemetry;
 
 namespace Pit.Server.Patients;
 
-internal static class PatientEndpoints
+/// <summary>The PIT-API endpoints: submit, search, read and submission status.</summary>
+internal static partial class PatientEndpoints
 {
-    public static IServiceCollection AddPitPatients(this IServiceCollection services, IConfiguration configuration) => services;
+    public static IServiceCollection AddPitPatients(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ValidationOptions>().Bind(configuration.GetSection("Pit:Validation"));
+        services.AddSingleton<PatientSubmissionReader>();
+        services.AddSingleton<SearchCursorProtector>();
+        return services;
+    }
 
     public static WebApplication MapPitPatients(this WebApplication app)
     {
-        var v1 = app.MapGroup("/v1");
-        v1.MapPost("/Patient", () => Results.StatusCode(501)).RequireAuthorization(PitPolicies.Write);
-        v1.MapGet("/Patient", () => Results.StatusCode(501)).RequireAuthorization(PitPolicies.Read);
-        v1.MapGet("/Patient/{id}", (string id) => Results.StatusCode(501)).RequireAuthorization(PitPolicies.Read);
+        var v1 = app.MapGroup("/v1").AddEndpointFilter(FhirContentNegotiation.Filter);
+        v1.MapPost("/Patient", SubmitAsync).RequireAuthorization(PitPolicies.Write);
+        v1.MapGet("/Patient", SearchAsync).RequireAuthorization(PitPolicies.Read);
+        v1.MapGet("/Patient/{id}", ReadAsync).RequireAuthorization(PitPolicies.Read);
+        v1.MapGet("/submissions/{id}", StatusAsync).RequireAuthorization(PitPolicies.Write);
         return app;
     }
+
+    private static async Task<IResult> SubmitAsync(
+        HttpContext context, PatientSubmissionReader reader, SubmissionQueue queue, AuditTrail audit, PitMetrics metrics,
+        PublicBaseUrl baseUrl, IOptions<AccessOptions> access, TimeProvider time)
+    {
+        if (Caller(context, access) is not { } caller)
+        {
+            return NoOrganisation(context);
+        }
+
+        var read = await reader.ReadAsync(context.Request, caller, context.RequestAborted);
+        if (read.Submission is not { } submission)
+        {
+            audit.Record(Audit(time, "submit", caller, null, null, read.Status, "rejected"));
+            metrics.Submission("rejected");
+            return FhirResults.Resource(context, read.Outcome!, read.Status);
+        }
+
+        try
+        {
+            await queue.AddAsync(submission, context.RequestAborted);
+        }
+        catch (StoreUnavailableException)
+        {
+            audit.Record(Audit(time, "submit", caller, submission.Id, null, StatusCodes.Status503ServiceUnavailable, "not stored"));
+            metrics.Submission("unavailable");
+            context.Response.Headers.RetryAfter = "5";
+            return FhirResults.Problem(context, StatusCodes.Status503ServiceUnavailable, OperationOutcome.IssueType.Transient,
+                "The submission could not be stored right now. Nothing was accepted; retry later.");
+        }
+
+        audit.Record(Audit(time, "submit", caller, submission.Id, null, StatusCodes.Status202Accepted, "accepted"));
+        metrics.Submission("accepted");
+        context.Response.Headers.ContentLocation = $"{baseUrl.For(context.Request)}/v1/submissions/{submission.Id:D}";
+        return FhirResults.Json(AcceptedOutcome.Value, StatusCodes.Status202Accepted);
+    }
+
+    private static async Task<IResult> SearchAsync(
+        HttpContext context, IPitStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
+        PublicBaseUrl baseUrl, IOptions<AccessOptions> access, TimeProvider time)
+    {
+        if (Caller(context, access) is not { } caller)
+        {
+            return NoOrganisation(context);
+        }
+
+        var request = context.Request;
+        var lenient = request.Headers["Prefer"].Any(p => p is not null && p.Contains("handling=lenient", StringComparison.OrdinalIgnoreCase));
+        var errors = new List<SearchParameterError>();
+        var search = PatientSearchQuery.Parse(request.Query, lenient, errors);
+        if (search is null)
+        {
+            var outcome = new OperationOutcome();
+            foreach (var e in errors)
+            {
+                outcome.Issue.Add(Outcomes.Issue(OperationOutcome.IssueSeverity.Error,
+                    e.NotSupported ? OperationOutcome.IssueType.NotSupported : OperationOutcome.IssueType.Invalid, e.Message, e.Parameter));
+            }
+
+            return FhirResults.Resource(context, outcome, StatusCodes.Status400BadRequest);
+        }
+
+        var scope = caller.ReadScope ?? SearchCursor.AllOrganisations;
+        var root = baseUrl.For(request) + "/v1/Patient";
+        PatientPageQuery page;
+        string self;
+        if (search.Cursor is { } cursorText)
+        {
+            var cursor = await protector.UnprotectAsync(cursorText);
+            if (cursor is null || cursor.Scope != scope)
+            {
+                return FhirResults.Problem(context, StatusCodes.Status400BadRequest, OperationOutcome.IssueType.Invalid,
+                    "The cursor is not valid here. Use the next link of a Bundle exactly as this server returned it, with the same credentials.", "cursor");
+            }
+
+            var count = search.Count ?? cursor.Count;
+            page = new PatientPageQuery(caller.ReadScope, cursor.Descending, cursor.From, cursor.To, cursor.After, count);
+            self = QueryHelpers.AddQueryString(root, "cursor", cursorText);
+            if (search.Count is not null)
+            {
+                self = QueryHelpers.AddQueryString(self, "_count", count.ToString(CultureInfo.InvariantCulture));
+            }
+        }
+        else
+        {
+            var count = search.Count ?? PatientSearchQuery.DefaultCount;
+            page = new PatientPageQuery(caller.ReadScope, search.Descending, search.From, search.To, null, count);
+            var parameters = search.LastUpdated.Select(v => new KeyValuePair<string, string?>("_lastUpdated", v)).ToList();
+            parameters.Add(new("_count", count.ToString(CultureInfo.InvariantCulture)));
+            parameters.Add(new("_sort", search.Descending ? "-_lastUpdated" : "_lastUpdated"));
+            self = QueryHelpers.AddQueryString(root, parameters);
+        }
+
+        var rows = await store.SearchAsync(page with { Limit = page.Limit + 1 }, context.RequestAborted);
+        string? next = null;
+        if (rows.Count > page.Limit)
+        {
+            var last = rows[page.Limit - 1];
+            var cursor = new SearchCursor(page.Descending, page.Limit, page.From, page.To, new PagePosition(last.LastUpdated, last.Id), scope);
+            next = QueryHelpers.AddQueryString(root, "cursor", await protector.ProtectAsync(cursor));
+        }
+
+        byte[]? ignoredOutcome = null;
+        if (search.Ignored.Count > 0)
+        {
+            ignoredOutcome = fhirJson.Serialize(new OperationOutcome
+            {
+                Issue =
+                [
+                    Outcomes.Issue(OperationOutcome.IssueSeverity.Warning, OperationOutcome.IssueType.NotSupported,
+                        $"Ignored unknown search parameter(s): {string.Join(", ", search.Ignored)}.", [.. search.Ignored]),
+                ],
+            });
+        }
+
+        var returned = rows.Take(page.Limit).ToList();
+        audit.Record(Audit(time, "search", caller, null, string.Join(',', returned.Select(r => r.Id)), StatusCodes.Status200OK, "ok"));
+        return FhirResults.Json(SearchBundleWriter.Write(root + "/", self, next, returned, page.Limit, ignoredOutcome));
+    }
+
+    private static async Task<IResult> ReadAsync(
+        string id, HttpContext context, IPitStore store, AuditTrail audit, IOptions<AccessOptions> access, TimeProvider time)
+    {
+        if (Caller(context, access) is not { } caller)
+        {
+            return NoOrganisation(context);
+        }
+
+        var patient = FhirId().IsMatch(id) ? await store.GetPatientAsync(id, context.RequestAborted) : null;
+        if (patient is null || !caller.MayRead(patient.Tenant))
+        {
+            audit.Record(Audit(time, "read", caller, null, null, StatusCodes.Status404NotFound, "not found"));
+            return FhirResults.Problem(context, StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound, $"Patient/{id} is not known.");
+        }
+
+        audit.Record(Audit(time, "read", caller, null, patient.Id, StatusCodes.Status200OK, "ok"));
+        context.Response.Headers.ETag = $"W/\"{patient.Version}\"";
+        context.Response.Headers.LastModified = FeedTime.ToDateTimeOffset(patient.LastUpdated).ToString("R", CultureInfo.InvariantCulture);
+        return FhirResults.Json(patient.Json);
+    }
+
+    private static async Task<IResult> StatusAsync(
+        string id, HttpContext context, IPitStore store, PublicBaseUrl baseUrl, IOptions<AccessOptions> access)
+    {
+        if (Caller(context, access) is not { } caller)
+        {
+            return NoOrganisation(context);
+        }
+
+        var submission = Guid.TryParse(id, out var guid) ? await store.GetSubmissionAsync(guid, context.RequestAborted) : null;
+        if (submission is null || !caller.MayRead(submission.Tenant))
+        {
+            return FhirResults.Problem(context, StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound, $"Submission {id} is not known.");
+        }
+
+        var reference = $"Patient/{submission.PatientId}";
+        switch (submission.State)
+        {
+            case SubmissionState.Queued:
+                context.Response.Headers.RetryAfter = "1";
+                return FhirResults.Resource(context, Outcomes.Information("Queued: accepted and stored, not processed yet."), StatusCodes.Status202Accepted);
+            case SubmissionState.Failed:
+                return FhirResults.Problem(context, StatusCodes.Status422UnprocessableEntity, OperationOutcome.IssueType.Processing,
+                    $"Failed: {submission.Reason}");
+            default:
+                context.Response.Headers.Location = $"{baseUrl.For(context.Request)}/v1/{reference}";
+                var what = submission.State switch
+                {
+                    SubmissionState.Applied => $"stored as version {submission.PatientVersion}",
+                    SubmissionState.Unchanged => $"identical to the current version {submission.PatientVersion}; no new version",
+                    _ => "a later submission for the same patient had already been applied",
+                };
+                return FhirResults.Resource(context, Outcomes.Information($"Processed: {reference}, {what}.", reference), StatusCodes.Status200OK);
+        }
+    }
+
+    private static PitCaller? Caller(HttpContext context, IOptions<AccessOptions> access) =>
+        PitCaller.FromPrincipal(context.User, access.Value);
+
+    private static IResult NoOrganisation(HttpContext context) =>
+        FhirResults.Problem(context, StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
+            $"The access token has no {HelseIdClaims.OrgnrParent} claim.");
+
+    private static AuditEntry Audit(TimeProvider time, string action, PitCaller caller, Guid? submission, string? patients, int status, string outcome) =>
+        new(FeedTime.FromDateTimeOffset(time.GetUtcNow()), action, caller.ClientId, caller.Organisation, caller.OrgnrChild, submission, patients, status, outcome);
+
+    private static readonly Lazy<byte[]> AcceptedOutcome = new(() => new FhirJson().Serialize(
+        Outcomes.Information("Accepted: the submission is stored and queued for processing. Its status is at the Content-Location URL.")));
+
+    [GeneratedRegex("^[A-Za-z0-9\\-\\.]{1,64}$")]
+    private static partial Regex FhirId();
 }

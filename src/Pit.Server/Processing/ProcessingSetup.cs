@@ -2,5 +2,17 @@ namespace Pit.Server.Processing;
 
 internal static class ProcessingSetup
 {
-    public static IServiceCollection AddPitProcessing(this IServiceCollection services, IConfiguration configuration) => services;
+    public static IServiceCollection AddPitProcessing(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ProcessingOptions>().Bind(configuration.GetSection("Pit:Processing"))
+            .Validate(o => o.BatchSize is >= 1 and <= 10_000, "Pit:Processing:BatchSize must be 1-10000.")
+            .ValidateOnStart();
+        services.AddSingleton<ProcessingSignal>();
+        services.AddSingleton<SubmissionQueue>();
+        services.AddHostedService(sp => sp.GetRequiredService<SubmissionQueue>());
+        services.AddSingleton<AuditTrail>();
+        services.AddHostedService(sp => sp.GetRequiredService<AuditTrail>());
+        services.AddHostedService<SubmissionProcessor>();
+        return services;
+    }
 }

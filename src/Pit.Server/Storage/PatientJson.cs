@@ -30,7 +30,7 @@ public static class PatientJson
         }
 
         var buffer = new ArrayBufferWriter<byte>(content.Length + 256);
-        using (var writer = new Utf8JsonWriter(buffer))
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             writer.WriteStartObject();
             writer.WriteString("resourceType"u8, "Patient"u8);

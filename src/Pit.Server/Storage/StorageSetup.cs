@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
+using Pit.Server.Storage.Postgres;
 using Pit.Server.Storage.Sqlite;
 
 namespace Pit.Server.Storage;
@@ -34,6 +35,7 @@ internal static class StorageSetup
             var time = sp.GetRequiredService<TimeProvider>();
             return options.Provider switch
             {
+                "Postgres" => PostgresPitStore.Create(sp, options),
                 _ => new SqlitePitStore(
                     options.ConnectionString ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}", time),
             };

@@ -28,7 +28,8 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>The running application's services.</summary>
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings = null, string? dataDirectory = null)
+    public static async Task<TestServer> StartAsync(
+        IDictionary<string, string?>? settings = null, string? dataDirectory = null, Action<WebApplicationBuilder>? configure = null)
     {
         dataDirectory ??= Directory.CreateTempSubdirectory("pit-test-").FullName;
         var args = new List<string>
@@ -43,7 +44,7 @@ public sealed class TestServer : IAsyncDisposable
             args.Add($"--{key}={value}");
         }
 
-        var app = PitApp.Create([.. args]);
+        var app = PitApp.Create([.. args], configure);
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new TestServer(app, dataDirectory, new Uri(address.TrimEnd('/') + "/"));
@@ -51,6 +52,9 @@ public sealed class TestServer : IAsyncDisposable
 
     /// <summary>An HTTP client for this server.</summary>
     public HttpClient CreateClient() => new() { BaseAddress = BaseAddress };
+
+    /// <summary>An HTTP client that sends no credentials.</summary>
+    public HttpClient CreateAnonymousClient() => new() { BaseAddress = BaseAddress };
 
     /// <summary>Stops the server but keeps its files, for restart tests.</summary>
     public async Task StopAsync()

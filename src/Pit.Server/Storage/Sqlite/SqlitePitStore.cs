@@ -195,11 +195,11 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
             }
 
             var clock = Convert.ToInt64(await ScalarAsync(writer, tx, "SELECT coalesce(max(last_updated), 0) FROM patients;", cancellationToken));
-            var statements = new ApplyStatements(writer, tx);
+            await using var statements = new ApplyStatements(writer, tx);
             foreach (var s in pending)
             {
                 var now = FeedTime.FromDateTimeOffset(_time.GetUtcNow());
-                await ExecuteAsync(writer, tx, "SAVEPOINT apply_one;", cancellationToken);
+                await statements.SavepointAsync(cancellationToken);
                 try
                 {
                     clock = await ApplyOneAsync(statements, s.Seq, s.Tenant, s.Content, s.Hash, DeserializeKeys(s.Keys), clock, now, cancellationToken);
@@ -207,11 +207,11 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
                 catch (Exception ex) when (ex is not SqliteException and not OperationCanceledException)
                 {
                     // A submission that cannot be applied must not block the queue: record it as failed.
-                    await ExecuteAsync(writer, tx, "ROLLBACK TO apply_one;", cancellationToken);
+                    await statements.RollbackToSavepointAsync(cancellationToken);
                     await statements.MarkAsync(s.Seq, SubmissionState.Failed, now, null, null, $"Processing failed: {ex.GetType().Name}.", cancellationToken);
                 }
 
-                await ExecuteAsync(writer, tx, "RELEASE apply_one;", cancellationToken);
+                await statements.ReleaseSavepointAsync(cancellationToken);
             }
 
             await tx.CommitAsync(cancellationToken);
@@ -467,20 +467,59 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
     internal static IReadOnlyList<PatientKey> DeserializeKeys(string json) =>
         JsonSerializer.Deserialize<string[][]>(json)!.Select(k => new PatientKey(k[0], k[1])).ToList();
 
-    /// <summary>The statements of one apply transaction, prepared once per batch.</summary>
-    private sealed class ApplyStatements(SqliteConnection connection, SqliteTransaction tx)
+    /// <summary>The statements of one apply transaction, prepared once per batch and reused for every submission.</summary>
+    private sealed class ApplyStatements : IAsyncDisposable
     {
-        public async Task<ExistingPatient?> FindAsync(string tenant, PatientKey key, CancellationToken cancellationToken)
+        private readonly SqliteCommand _find;
+        private readonly SqliteCommand _upsert;
+        private readonly SqliteCommand _deleteKeys;
+        private readonly SqliteCommand _insertKey;
+        private readonly SqliteCommand _touch;
+        private readonly SqliteCommand _mark;
+        private readonly SqliteCommand _savepoint;
+        private readonly SqliteCommand _rollbackTo;
+        private readonly SqliteCommand _release;
+
+        public ApplyStatements(SqliteConnection connection, SqliteTransaction tx)
         {
-            await using var command = Command(connection, tx, """
+            _find = Prepare(connection, tx, """
                 SELECT p.id, p.version, p.content_hash, p.last_seq
                 FROM patient_keys k JOIN patients p ON p.id = k.patient_id
                 WHERE k.tenant = $tenant AND k.system = $system AND k.value = $value;
-                """);
-            command.Parameters.AddWithValue("$tenant", tenant);
-            command.Parameters.AddWithValue("$system", key.System);
-            command.Parameters.AddWithValue("$value", key.Value);
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                """, "$tenant", "$system", "$value");
+            _upsert = Prepare(connection, tx, """
+                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
+                VALUES ($id, $tenant, $version, $lu, $hash, $seq, $json)
+                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
+                """, "$id", "$tenant", "$version", "$lu", "$hash", "$seq", "$json");
+            _deleteKeys = Prepare(connection, tx, "DELETE FROM patient_keys WHERE patient_id = $id;", "$id");
+            _insertKey = Prepare(connection, tx,
+                "INSERT INTO patient_keys (tenant, system, value, patient_id) VALUES ($tenant, $system, $value, $id);",
+                "$tenant", "$system", "$value", "$id");
+            _touch = Prepare(connection, tx, "UPDATE patients SET last_seq = max(last_seq, $seq) WHERE id = $id;", "$seq", "$id");
+
+            // The content is dropped once processed: the Patient row holds what is needed, and less health data lies about.
+            _mark = Prepare(connection, tx, """
+                UPDATE submissions SET state = $state, processed_at = $now, patient_id = $pid, patient_version = $version,
+                    reason = $reason, content = CASE WHEN $state = 4 THEN content ELSE NULL END
+                WHERE seq = $seq;
+                """, "$state", "$now", "$pid", "$version", "$reason", "$seq");
+            _savepoint = Prepare(connection, tx, "SAVEPOINT apply_one;");
+            _rollbackTo = Prepare(connection, tx, "ROLLBACK TO apply_one;");
+            _release = Prepare(connection, tx, "RELEASE apply_one;");
+        }
+
+        public Task SavepointAsync(CancellationToken cancellationToken) => _savepoint.ExecuteNonQueryAsync(cancellationToken);
+
+        public Task RollbackToSavepointAsync(CancellationToken cancellationToken) => _rollbackTo.ExecuteNonQueryAsync(cancellationToken);
+
+        public Task ReleaseSavepointAsync(CancellationToken cancellationToken) => _release.ExecuteNonQueryAsync(cancellationToken);
+
+        public async Task<ExistingPatient?> FindAsync(string tenant, PatientKey key, CancellationToken cancellationToken)
+        {
+            Set(_find, tenant, key.System, key.Value);
+            await using var reader = await _find.ExecuteReaderAsync(cancellationToken);
             return await reader.ReadAsync(cancellationToken)
                 ? new ExistingPatient(reader.GetString(0), reader.GetInt32(1), (byte[])reader[2], reader.GetInt64(3))
                 : null;
@@ -490,61 +529,60 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
             string id, string tenant, int version, long lastUpdated, byte[] hash, long seq, byte[] json,
             IReadOnlyList<PatientKey> keys, CancellationToken cancellationToken)
         {
-            await using (var upsert = Command(connection, tx, """
-                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
-                VALUES ($id, $tenant, $version, $lu, $hash, $seq, $json)
-                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
-                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
-                DELETE FROM patient_keys WHERE patient_id = $id;
-                """))
+            Set(_upsert, id, tenant, version, lastUpdated, hash, seq, json);
+            await _upsert.ExecuteNonQueryAsync(cancellationToken);
+            if (version > 1)
             {
-                upsert.Parameters.AddWithValue("$id", id);
-                upsert.Parameters.AddWithValue("$tenant", tenant);
-                upsert.Parameters.AddWithValue("$version", version);
-                upsert.Parameters.AddWithValue("$lu", lastUpdated);
-                upsert.Parameters.AddWithValue("$hash", hash);
-                upsert.Parameters.AddWithValue("$seq", seq);
-                upsert.Parameters.AddWithValue("$json", json);
-                await upsert.ExecuteNonQueryAsync(cancellationToken);
+                Set(_deleteKeys, id);
+                await _deleteKeys.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            await using var insertKey = Command(connection, tx,
-                "INSERT INTO patient_keys (tenant, system, value, patient_id) VALUES ($tenant, $system, $value, $id);");
             foreach (var key in keys.Distinct())
             {
-                insertKey.Parameters.Clear();
-                insertKey.Parameters.AddWithValue("$tenant", tenant);
-                insertKey.Parameters.AddWithValue("$system", key.System);
-                insertKey.Parameters.AddWithValue("$value", key.Value);
-                insertKey.Parameters.AddWithValue("$id", id);
-                await insertKey.ExecuteNonQueryAsync(cancellationToken);
+                Set(_insertKey, tenant, key.System, key.Value, id);
+                await _insertKey.ExecuteNonQueryAsync(cancellationToken);
             }
         }
 
         public async Task TouchSequenceAsync(string id, long seq, CancellationToken cancellationToken)
         {
-            await using var command = Command(connection, tx, "UPDATE patients SET last_seq = max(last_seq, $seq) WHERE id = $id;");
-            command.Parameters.AddWithValue("$seq", seq);
-            command.Parameters.AddWithValue("$id", id);
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            Set(_touch, seq, id);
+            await _touch.ExecuteNonQueryAsync(cancellationToken);
         }
 
         public async Task MarkAsync(
             long seq, SubmissionState state, long now, string? patientId, int? version, string? reason, CancellationToken cancellationToken)
         {
-            // The content is dropped once processed: the Patient row holds what is needed, and less health data lies about.
-            await using var command = Command(connection, tx, """
-                UPDATE submissions SET state = $state, processed_at = $now, patient_id = $pid, patient_version = $version,
-                    reason = $reason, content = CASE WHEN $state = 4 THEN content ELSE NULL END
-                WHERE seq = $seq;
-                """);
-            command.Parameters.AddWithValue("$state", (int)state);
-            command.Parameters.AddWithValue("$now", now);
-            command.Parameters.AddWithValue("$pid", (object?)patientId ?? DBNull.Value);
-            command.Parameters.AddWithValue("$version", (object?)version ?? DBNull.Value);
-            command.Parameters.AddWithValue("$reason", (object?)reason ?? DBNull.Value);
-            command.Parameters.AddWithValue("$seq", seq);
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            Set(_mark, (int)state, now, patientId, version, reason, seq);
+            await _mark.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var command in new[] { _find, _upsert, _deleteKeys, _insertKey, _touch, _mark, _savepoint, _rollbackTo, _release })
+            {
+                await command.DisposeAsync();
+            }
+        }
+
+        private static SqliteCommand Prepare(SqliteConnection connection, SqliteTransaction tx, string sql, params string[] parameters)
+        {
+            var command = Command(connection, tx, sql);
+            foreach (var name in parameters)
+            {
+                command.Parameters.Add(new SqliteParameter { ParameterName = name });
+            }
+
+            command.Prepare();
+            return command;
+        }
+
+        private static void Set(SqliteCommand command, params object?[] values)
+        {
+            for (var i = 0; i < values.Length; i++)
+            {
+                command.Parameters[i].Value = values[i] ?? DBNull.Value;
+            }
         }
     }
 }

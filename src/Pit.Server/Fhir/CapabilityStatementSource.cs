@@ -1,0 +1,78 @@
+using Hl7.Fhir.Model;
+
+namespace Pit.Server.Fhir;
+
+/// <summary>The server's CapabilityStatement: exactly what is implemented, built once per base URL.</summary>
+internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl baseUrl, TimeProvider time)
+{
+    private readonly DateTimeOffset _started = time.GetUtcNow();
+    private (string Base, byte[] Json)? _cached;
+
+    public byte[] Get(HttpContext context)
+    {
+        var root = baseUrl.For(context.Request) + "/v1";
+        var cached = _cached;
+        if (cached is { } c && c.Base == root)
+        {
+            return c.Json;
+        }
+
+        var bytes = json.Serialize(Build(root));
+        _cached = (root, bytes);
+        return bytes;
+    }
+
+    private CapabilityStatement Build(string root) => new()
+    {
+        Status = PublicationStatus.Active,
+        Date = _started.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
+        Kind = CapabilityStatementKind.Instance,
+        Software = new CapabilityStatement.SoftwareComponent { Name = "PIT server" },
+        Implementation = new CapabilityStatement.ImplementationComponent { Description = "PIT-API (Pasientinformasjonstjenesten)", Url = root },
+        FhirVersion = FHIRVersion.N4_0_1,
+        Format = ["application/fhir+json", "json"],
+        Rest =
+        [
+            new CapabilityStatement.RestComponent
+            {
+                Mode = CapabilityStatement.RestfulCapabilityMode.Server,
+                Security = new CapabilityStatement.SecurityComponent
+                {
+                    Description = "HelseID access tokens bound with DPoP (RFC 9449): 'Authorization: DPoP <token>' and a DPoP proof on every request. " +
+                        "Scope nhn:pit/api.read to read, nhn:pit/api.write to submit; claim helseid://claims/client/claims/orgnr_parent required.",
+                },
+                Resource =
+                [
+                    new CapabilityStatement.ResourceComponent
+                    {
+                        Type = "Patient",
+                        Interaction =
+                        [
+                            new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.Read },
+                            new CapabilityStatement.ResourceInteractionComponent
+                            {
+                                Code = CapabilityStatement.TypeRestfulInteraction.Create,
+                                Documentation = "Asynchronous upsert by person identifier: 202 Accepted with Content-Location of a status URL.",
+                            },
+                            new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.SearchType },
+                        ],
+                        Versioning = CapabilityStatement.ResourceVersionPolicy.Versioned,
+                        ReadHistory = false,
+                        UpdateCreate = false,
+                        SearchParam =
+                        [
+                            new CapabilityStatement.SearchParamComponent
+                            {
+                                Name = "_lastUpdated", Type = SearchParamType.Date,
+                                Documentation = "Prefix gt, ge, lt or le required; at least minute precision with a time zone; may appear twice to form a range.",
+                            },
+                            new CapabilityStatement.SearchParamComponent { Name = "_count", Type = SearchParamType.Number, Documentation = "Page size 1-50, default 20." },
+                            new CapabilityStatement.SearchParamComponent { Name = "_sort", Type = SearchParamType.String, Documentation = "_lastUpdated (default) or -_lastUpdated." },
+                            new CapabilityStatement.SearchParamComponent { Name = "cursor", Type = SearchParamType.String, Documentation = "Opaque continuation from a Bundle's next link; not combinable with _lastUpdated." },
+                        ],
+                    },
+                ],
+            },
+        ],
+    };
+}

@@ -1,0 +1,65 @@
+using Microsoft.Extensions.Options;
+using Pit.Server.Storage;
+using Pit.Server.Telemetry;
+
+namespace Pit.Server.Processing;
+
+/// <summary>Options of section <c>Pit:Processing</c>.</summary>
+public sealed class ProcessingOptions
+{
+    /// <summary>Run the background processor in this instance (default true).</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Submissions applied per transaction.</summary>
+    public int BatchSize { get; set; } = 256;
+
+    /// <summary>How often an idle processor looks for work committed by other instances.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>
+/// The background consumer of the durable queue: applies submissions in acceptance order through the store, which
+/// marks each one done in the same transaction that writes its Patient. A crash at any point leaves every
+/// submission either untouched (applied after restart) or fully applied.
+/// </summary>
+internal sealed partial class SubmissionProcessor(
+    IPitStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionProcessor> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        if (!settings.Enabled)
+        {
+            return;
+        }
+
+        var failures = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var applied = await store.ApplyPendingAsync(settings.BatchSize, stoppingToken);
+                failures = 0;
+                metrics.Applied(applied);
+                if (applied == 0)
+                {
+                    await signal.WaitAsync(settings.PollInterval, stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                failures++;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 100 * Math.Pow(2, Math.Min(failures, 10))));
+                LogApplyFailed(logger, ex, failures, delay);
+                await Task.Delay(delay, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Applying submissions failed ({Failures} in a row); retrying in {Delay}")]
+    private static partial void LogApplyFailed(ILogger logger, Exception exception, int failures, TimeSpan delay);
+}

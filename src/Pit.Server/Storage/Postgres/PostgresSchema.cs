@@ -1,0 +1,141 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Pit.Server.Storage.Postgres;
+
+/// <summary>
+/// Versioned schema migrations. Each migration runs in its own transaction and records its version in
+/// <c>schema_migrations</c>; the whole run holds a session advisory lock, so instances starting at once take turns
+/// and the later ones find nothing left to do. Migrations are append-only: never edit one that has shipped.
+/// </summary>
+internal static class PostgresSchema
+{
+    /// <summary>Advisory lock key held while migrating ("PIT" + 1).</summary>
+    public const long MigrationLockKey = 0x5049_5400_0001;
+
+    /// <summary>Advisory lock key every apply transaction holds to commit ("PIT" + 2): the feed's commit order.</summary>
+    public const long FeedLockKey = 0x5049_5400_0002;
+
+    /// <summary>The migrations in order; versions are 1, 2, 3, ...</summary>
+    public static IReadOnlyList<(int Version, string Name, string Sql)> Migrations { get; } =
+    [
+        (1, "initial schema", """
+            CREATE TABLE submissions (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id uuid NOT NULL UNIQUE,
+                tenant text NOT NULL,
+                client_id text NOT NULL,
+                orgnr_child text,
+                content bytea,
+                content_hash bytea NOT NULL,
+                key_systems text[] NOT NULL,
+                key_values text[] NOT NULL,
+                accepted_at bigint NOT NULL,
+                state smallint NOT NULL DEFAULT 0,
+                attempts integer NOT NULL DEFAULT 0,
+                retry_at bigint NOT NULL DEFAULT 0,
+                last_error text,
+                processed_at bigint,
+                patient_id text COLLATE "C",
+                patient_version integer,
+                reason text);
+            CREATE INDEX submissions_queued ON submissions (seq) WHERE state = 0;
+
+            CREATE TABLE patients (
+                id text COLLATE "C" PRIMARY KEY,
+                tenant text COLLATE "C" NOT NULL,
+                version integer NOT NULL,
+                last_updated bigint NOT NULL,
+                content_hash bytea NOT NULL,
+                last_seq bigint NOT NULL,
+                json bytea NOT NULL);
+            CREATE UNIQUE INDEX patients_feed ON patients (last_updated, id);
+            CREATE INDEX patients_tenant_feed ON patients (tenant, last_updated, id);
+
+            CREATE TABLE patient_keys (
+                tenant text COLLATE "C" NOT NULL,
+                system text COLLATE "C" NOT NULL,
+                value text COLLATE "C" NOT NULL,
+                patient_id text COLLATE "C" NOT NULL REFERENCES patients (id),
+                PRIMARY KEY (tenant, system, value));
+            CREATE INDEX patient_keys_patient ON patient_keys (patient_id);
+
+            CREATE TABLE secrets (name text PRIMARY KEY, value bytea NOT NULL);
+
+            CREATE TABLE audit_log (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                at bigint NOT NULL,
+                action text NOT NULL,
+                client_id text NOT NULL,
+                organisation text NOT NULL,
+                orgnr_child text,
+                submission_id uuid,
+                patient_ids text,
+                status integer NOT NULL,
+                outcome text NOT NULL);
+            CREATE INDEX audit_log_organisation ON audit_log (organisation, id);
+            """),
+    ];
+
+    /// <summary>The version the code expects.</summary>
+    public static int LatestVersion => Migrations[^1].Version;
+
+    /// <summary>Applies every migration the database lacks. Safe to run from several processes at once.</summary>
+    public static async Task MigrateAsync(NpgsqlDataSource dataSource, ILogger logger, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({MigrationLockKey});", cancellationToken);
+        try
+        {
+            await ExecuteAsync(connection, null, """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now());
+                """, cancellationToken);
+            var applied = new HashSet<int>();
+            await using (var select = new NpgsqlCommand("SELECT version FROM schema_migrations;", connection))
+            await using (var reader = await select.ExecuteReaderAsync(cancellationToken))
+            {
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    applied.Add(reader.GetInt32(0));
+                }
+            }
+
+            foreach (var (version, name, sql) in Migrations)
+            {
+                if (applied.Contains(version))
+                {
+                    continue;
+                }
+
+                await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+                await ExecuteAsync(connection, tx, sql, cancellationToken);
+                await using (var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, name) VALUES ($1, $2);", connection, tx))
+                {
+                    record.Parameters.Add(new NpgsqlParameter<int> { TypedValue = version });
+                    record.Parameters.Add(new NpgsqlParameter<string> { TypedValue = name });
+                    await record.ExecuteNonQueryAsync(cancellationToken);
+                }
+
+                await tx.CommitAsync(cancellationToken);
+                logger.LogInformation("Applied PostgreSQL schema migration {Version} ({Name}).", version, name);
+            }
+        }
+        finally
+        {
+            // Unlock even when cancelled; a broken connection has dropped the lock already.
+            if (connection.FullState == System.Data.ConnectionState.Open)
+            {
+                await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({MigrationLockKey});", CancellationToken.None);
+            }
+        }
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? tx, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(sql, connection, tx);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,305 @@
+using System.Net;
+using Npgsql;
+using Pit.Server.Storage;
+using Pit.Server.Storage.Postgres;
+using Pit.Server.Tests.Infrastructure;
+
+namespace Pit.Server.Tests.Storage;
+
+/// <summary>What only the PostgreSQL engine has: migrations, query plans, retries, several instances.</summary>
+public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture<PostgresServer>
+{
+    private static readonly DateTimeOffset Start = new(2026, 11, 25, 12, 0, 0, TimeSpan.Zero);
+
+    private static CancellationToken None => CancellationToken.None;
+
+    [Fact]
+    public async Task Instances_starting_at_once_apply_each_migration_once()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        var stores = Enumerable.Range(0, 4)
+            .Select(_ => new PostgresPitStore(NpgsqlDataSource.Create(db.ConnectionString), TimeProvider.System, ownsDataSource: true))
+            .ToList();
+        try
+        {
+            await Task.WhenAll(stores.Select(s => Task.Run(() => s.InitializeAsync(None))));
+            await stores[0].InitializeAsync(None);
+        }
+        finally
+        {
+            foreach (var s in stores)
+            {
+                await s.DisposeAsync();
+            }
+        }
+
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT array_agg(version ORDER BY version) FROM schema_migrations;", connection);
+        Assert.Equal(Enumerable.Range(1, PostgresSchema.LatestVersion), (int[])(await command.ExecuteScalarAsync())!);
+    }
+
+    [Theory]
+    [InlineData(null, false, false)]
+    [InlineData(null, true, true)]
+    [InlineData("t3", false, true)]
+    [InlineData("t3", true, false)]
+    public async Task Feed_pages_are_index_range_scans_without_a_sort(string? tenant, bool descending, bool bounded)
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await db.OpenStoreAsync();
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        await using (var seed = new NpgsqlCommand("""
+            INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
+            SELECT md5(n::text), 't' || (n % 500), 1, 1000000 + n, '\x00', n, '{}' FROM generate_series(1, 50000) n;
+            ANALYZE patients;
+            """, connection))
+        {
+            await seed.ExecuteNonQueryAsync();
+        }
+
+        var query = new PatientPageQuery(
+            tenant, descending, bounded ? 1_010_000 : null, bounded ? 1_040_000 : null, new PagePosition(1_025_000, md5("25000")), 20);
+        await using var explain = new NpgsqlCommand { Connection = connection };
+        PostgresPitStore.BuildSearch(explain, query);
+        explain.CommandText = "EXPLAIN " + explain.CommandText;
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        var text = string.Join('\n', plan);
+        Assert.Contains("Index Scan", text);
+        Assert.Contains(tenant is null ? "patients_feed" : "patients_tenant_feed", text);
+        Assert.DoesNotContain("Sort", text);
+        Assert.DoesNotContain("Seq Scan", text);
+        Assert.DoesNotContain("Filter", text); // every condition bounds the index range
+        if (descending)
+        {
+            Assert.Contains("Backward", text);
+        }
+
+        static string md5(string s) => Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData(System.Text.Encoding.UTF8.GetBytes(s)));
+    }
+
+    [Fact]
+    public async Task A_failing_apply_is_retried_after_a_growing_delay_and_fails_after_the_configured_attempts()
+    {
+        var options = new PostgresStoreOptions { MaxApplyAttempts = 3, ApplyRetryDelay = TimeSpan.FromSeconds(10), ApplyRetryMaxDelay = TimeSpan.FromSeconds(15) };
+        await using var db = await PostgresTestDatabase.CreateAsync(server, options);
+        var time = new ManualTimeProvider(Start);
+        var store = await db.OpenStoreAsync(time);
+        var broken = Submissions.FromContent("t", """{"resourceType":"Practitioner"}""", [new PatientKey(Submissions.Fnr, "1")]);
+        await store.AddSubmissionsAsync([broken], None);
+
+        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(broken.Id, None))!.State);
+        Assert.Equal((1, "ArgumentException"), await AttemptsAsync(db, broken.Id));
+
+        // Not before the first delay (10 s) has passed.
+        time.Advance(TimeSpan.FromSeconds(9));
+        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await AttemptsAsync(db, broken.Id)).Attempts);
+
+        // The second delay would be 20 s; capped at 15 s.
+        time.Advance(TimeSpan.FromSeconds(14));
+        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+
+        var record = (await store.GetSubmissionAsync(broken.Id, None))!;
+        Assert.Equal(SubmissionState.Failed, record.State);
+        Assert.Equal("Processing failed after 3 attempts: ArgumentException.", record.Reason);
+        Assert.Equal(3, (await AttemptsAsync(db, broken.Id)).Attempts);
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+    }
+
+    [Fact]
+    public async Task A_connection_lost_in_the_middle_of_an_apply_is_not_counted_as_an_attempt()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server, new PostgresStoreOptions { MaxApplyAttempts = 1 });
+        var store = await db.OpenStoreAsync();
+        var first = Submissions.Create("t", "1", gender: "female");
+        await store.AddSubmissionsAsync([first], None);
+        await store.ApplyPendingAsync(10, None);
+        var id = (await store.GetSubmissionAsync(first.Id, None))!.PatientId!;
+        var second = Submissions.Create("t", "1", gender: "male");
+        await store.AddSubmissionsAsync([second], None);
+
+        // Hold the patient's row so the apply blocks on its write, then kill the apply's connection.
+        await using var blocker = new NpgsqlConnection(db.ConnectionString);
+        await blocker.OpenAsync();
+        await using var tx = await blocker.BeginTransactionAsync();
+        await using (var hold = new NpgsqlCommand("SELECT 1 FROM patients WHERE id = $1 FOR UPDATE;", blocker, tx) { Parameters = { new() { Value = id } } })
+        {
+            await hold.ExecuteNonQueryAsync();
+        }
+
+        var apply = Task.Run(() => store.ApplyPendingAsync(10, None));
+        var killed = false;
+        for (var i = 0; i < 200 && !killed; i++)
+        {
+            await Task.Delay(25);
+            await using var kill = new NpgsqlCommand("""
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO patients%';
+                """, blocker, tx);
+            killed = await kill.ExecuteScalarAsync() is true;
+        }
+
+        Assert.True(killed);
+        await Assert.ThrowsAnyAsync<NpgsqlException>(() => apply);
+        await tx.RollbackAsync();
+
+        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(second.Id, None))!.State);
+        Assert.Equal(0, (await AttemptsAsync(db, second.Id)).Attempts);
+        await RetryAsync(() => store.ApplyPendingAsync(10, None));
+        var record = (await store.GetSubmissionAsync(second.Id, None))!;
+        Assert.Equal(SubmissionState.Applied, record.State);
+        Assert.Equal(2, record.PatientVersion);
+    }
+
+    [Fact]
+    public async Task The_server_runs_on_the_Postgres_provider_and_migrates_at_start_up()
+    {
+        var connectionString = await server.CreateDatabaseAsync();
+        await using (var app = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Pit:Storage:Provider"] = "Postgres",
+            ["Pit:Storage:ConnectionString"] = connectionString,
+        }))
+        {
+            Assert.IsType<PostgresPitStore>(app.Services.GetRequiredService<IPitStore>());
+            using var client = app.CreateClient();
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("health/ready")).StatusCode);
+        }
+
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT max(version) FROM schema_migrations;", connection);
+        Assert.Equal(PostgresSchema.LatestVersion, await command.ExecuteScalarAsync());
+    }
+
+    [Fact]
+    public async Task MigrateOnStartup_false_leaves_the_schema_alone()
+    {
+        var connectionString = await server.CreateDatabaseAsync();
+        await using (var app = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Pit:Storage:Provider"] = "Postgres",
+            ["Pit:Storage:ConnectionString"] = connectionString,
+            ["Pit:Storage:MigrateOnStartup"] = "false",
+        }))
+        {
+            using var client = app.CreateClient();
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("health/ready")).StatusCode);
+        }
+
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT to_regclass('schema_migrations') IS NULL;", connection);
+        Assert.Equal(true, await command.ExecuteScalarAsync());
+    }
+
+    private static async Task<(int Attempts, string? LastError)> AttemptsAsync(PostgresTestDatabase db, Guid id)
+    {
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT attempts, last_error FROM submissions WHERE id = $1;", connection) { Parameters = { new() { Value = id } } };
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetInt32(0), reader.IsDBNull(1) ? null : reader.GetString(1));
+    }
+
+    /// <summary>Retries <paramref name="action"/> on transient errors (a pooled connection broken by the test) for a few seconds.</summary>
+    internal static async Task<T> RetryAsync<T>(Func<Task<T>> action)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return await action();
+            }
+            catch (NpgsqlException ex) when (ex.IsTransient && attempt < 50)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+}
+
+/// <summary>The database goes away and comes back; the store must follow without a restart.</summary>
+public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<PostgresServer>
+{
+    private static CancellationToken None => CancellationToken.None;
+
+    [Fact]
+    public async Task Health_check_fails_while_the_database_is_stopped_and_the_store_recovers_when_it_is_back()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        var store = await db.OpenStoreAsync();
+        await store.CheckHealthAsync(None);
+        var before = Submissions.Create("t", "1");
+        await store.AddSubmissionsAsync([before], None);
+
+        await server.StopAsync();
+        try
+        {
+            await Assert.ThrowsAnyAsync<Exception>(() => store.CheckHealthAsync(None));
+            await Assert.ThrowsAnyAsync<Exception>(() => store.CheckHealthAsync(None));
+            await Assert.ThrowsAnyAsync<Exception>(() => store.AddSubmissionsAsync([Submissions.Create("t", "2")], None));
+            await Assert.ThrowsAnyAsync<Exception>(() => store.ApplyPendingAsync(10, None));
+        }
+        finally
+        {
+            await server.StartAsync();
+        }
+
+        await PostgresPitStoreTests.RetryAsync(async () =>
+        {
+            await store.CheckHealthAsync(None);
+            return true;
+        });
+        Assert.Equal(1, await PostgresPitStoreTests.RetryAsync(() => store.ApplyPendingAsync(10, None)));
+        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(before.Id, None))!.State);
+    }
+
+    [Fact]
+    public async Task The_ready_endpoint_fails_while_the_database_is_stopped()
+    {
+        await using var app = await TestServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Pit:Storage:Provider"] = "Postgres",
+            ["Pit:Storage:ConnectionString"] = await server.CreateDatabaseAsync(),
+        });
+        using var client = app.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("health/ready")).StatusCode);
+        await server.StopAsync();
+        try
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("health/ready")).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("health/live")).StatusCode);
+        }
+        finally
+        {
+            await server.StartAsync();
+        }
+
+        var ready = HttpStatusCode.ServiceUnavailable;
+        for (var i = 0; i < 50 && ready != HttpStatusCode.OK; i++)
+        {
+            ready = (await client.GetAsync("health/ready")).StatusCode;
+            await Task.Delay(ready == HttpStatusCode.OK ? 0 : 100);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, ready);
+    }
+}

@@ -1,0 +1,52 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Pit.Server.Telemetry;
+using Pit.Server.Tests.Infrastructure;
+
+namespace Pit.Server.Tests;
+
+public sealed class TelemetryTests
+{
+    [Fact]
+    public async Task Submissions_are_counted_by_result_and_group_commits_and_processing_are_measured()
+    {
+        await using var server = await TestServer.StartAsync();
+        var factory = server.Services.GetRequiredService<IMeterFactory>();
+        var measurements = new ConcurrentQueue<(string Instrument, long Value, string? Result)>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == PitMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, factory))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) => measurements.Enqueue((i.Name, v, Result(tags))));
+        listener.SetMeasurementEventCallback<int>((i, v, tags, _) => measurements.Enqueue((i.Name, v, Result(tags))));
+        listener.Start();
+
+        using var client = server.CreateClient();
+        await client.WaitProcessedAsync(await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr())));
+        await client.PostAsync("v1/Patient", TestPatients.Content("{}"));
+
+        Assert.Contains(measurements, m => m is ("pit.submissions", 1, "accepted"));
+        Assert.Contains(measurements, m => m is ("pit.submissions", 1, "rejected"));
+        Assert.Contains(measurements, m => m.Instrument == "pit.submissions.commit_batch" && m.Value >= 1);
+        Assert.Contains(measurements, m => m.Instrument == "pit.submissions.applied" && m.Value >= 1);
+    }
+
+    private static string? Result(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        foreach (var tag in tags)
+        {
+            if (tag.Key == "result")
+            {
+                return tag.Value as string;
+            }
+        }
+
+        return null;
+    }
+}
