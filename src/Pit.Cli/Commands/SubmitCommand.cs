@@ -138,6 +138,11 @@ internal static class SubmitCommand
                 {
                     context.Error.MarkupLineInterpolated($"  {line}");
                 }
+
+                if (error.AuthenticateChallenge is not null)
+                {
+                    context.Error.MarkupLineInterpolated($"  [grey]WWW-Authenticate: {error.AuthenticateChallenge}[/]");
+                }
             }
 
             foreach (var (input, status) in processingFailed.OrderBy(r => r.Input.Label, StringComparer.Ordinal))
