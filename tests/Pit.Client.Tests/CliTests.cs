@@ -218,3 +218,25 @@ public sealed class CliTests : IDisposable
         throw new DirectoryNotFoundException("examples/ not found above the test output folder.");
     }
 }
+
+public sealed class CliJsonTests
+{
+    [Fact]
+    public void Ndjson_lines_keep_the_servers_text_and_only_multi_line_json_is_compacted()
+    {
+        const string compact = """{"resourceType":"Patient","address":[{"city":"TROMS\u00D8"}]}""";
+        const string indented = "{\n  \"resourceType\": \"Patient\",\n  \"address\": [ { \"city\": \"TROMSØ\" } ]\n}";
+
+        Assert.Same(compact, Pit.Cli.Commands.SyncCommand.OneLine(compact));
+        Assert.Equal("""{"resourceType":"Patient","address":[{"city":"TROMSØ"}]}""", Pit.Cli.Commands.SyncCommand.OneLine(indented));
+    }
+
+    [Fact]
+    public void Json_shown_to_people_keeps_Norwegian_letters_and_plus_signs()
+    {
+        var shown = Pit.Cli.Commands.ReadCommands.Pretty("""{"typ":"at\u002Bjwt","city":"TROMS\u00D8"}""");
+
+        Assert.Contains("\"at+jwt\"", shown, StringComparison.Ordinal);
+        Assert.Contains("\"TROMSØ\"", shown, StringComparison.Ordinal);
+    }
+}

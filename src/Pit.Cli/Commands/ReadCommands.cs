@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Pit.Client;
 using Spectre.Console;
@@ -93,9 +94,12 @@ internal static class ReadCommands
         return command;
     }
 
+    /// <summary>For showing JSON to people: indented, and Norwegian letters and '+' as they are, not as \u escapes.</summary>
+    internal static readonly JsonSerializerOptions Display = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     internal static string Pretty(string json)
     {
         using var document = JsonDocument.Parse(json);
-        return JsonSerializer.Serialize(document.RootElement, new JsonSerializerOptions { WriteIndented = true });
+        return JsonSerializer.Serialize(document.RootElement, Display);
     }
 }

@@ -62,29 +62,22 @@ internal static class SubmitCommand
         public async Task SubmitAllAsync(CancellationToken cancellationToken)
         {
             _clock.Start();
-            await context.Out.Progress()
-                .AutoClear(false)
-                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
-                .StartAsync(async progress =>
+            await WithProgressAsync("Submitting", inputs.Count, async advance =>
+                await Parallel.ForEachAsync(inputs, new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = cancellationToken }, async (input, ct) =>
                 {
-                    var task = progress.AddTask(Describe("Submitting"), maxValue: inputs.Count);
-                    await Parallel.ForEachAsync(inputs, new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = cancellationToken }, async (input, ct) =>
+                    try
                     {
-                        try
-                        {
-                            _accepted[input] = await client.SubmitPatientJsonAsync(input.Json, ct).ConfigureAwait(false);
-                            Interlocked.Increment(ref _done);
-                        }
-                        catch (PitApiException e)
-                        {
-                            _refused.Add((input, e));
-                            Interlocked.Increment(ref _failed);
-                        }
+                        _accepted[input] = await client.SubmitPatientJsonAsync(input.Json, ct).ConfigureAwait(false);
+                        Interlocked.Increment(ref _done);
+                    }
+                    catch (PitApiException e)
+                    {
+                        _refused.Add((input, e));
+                        Interlocked.Increment(ref _failed);
+                    }
 
-                        task.Increment(1);
-                        task.Description = Describe("Submitting");
-                    }).ConfigureAwait(false);
-                }).ConfigureAwait(false);
+                    advance();
+                }).ConfigureAwait(false)).ConfigureAwait(false);
             _submitTime = _clock.Elapsed;
         }
 
@@ -94,24 +87,43 @@ internal static class SubmitCommand
             var pending = _accepted.ToList();
             try
             {
-                await context.Out.Progress()
-                    .AutoClear(false)
-                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-                    .StartAsync(async progress =>
+                await WithProgressAsync("Processed", pending.Count, async advance =>
+                    await Parallel.ForEachAsync(pending, new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = timeout }, async (item, ct) =>
                     {
-                        var task = progress.AddTask("Waiting for processing", maxValue: Math.Max(1, pending.Count));
-                        await Parallel.ForEachAsync(pending, new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = timeout }, async (item, ct) =>
-                        {
-                            var status = await client.WaitForSubmissionAsync(item.Value, TimeSpan.FromMilliseconds(250), ct).ConfigureAwait(false);
-                            _processed.Add((item.Key, status));
-                            task.Increment(1);
-                        }).ConfigureAwait(false);
-                    }).ConfigureAwait(false);
+                        var status = await client.WaitForSubmissionAsync(item.Value, TimeSpan.FromMilliseconds(250), ct).ConfigureAwait(false);
+                        _processed.Add((item.Key, status));
+                        advance();
+                    }).ConfigureAwait(false)).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
                 _waitTimedOut = true;
             }
+        }
+
+        /// <summary>
+        /// A live progress bar on a terminal; elsewhere (cron, CI, pipes) nothing live, since the summary follows.
+        /// </summary>
+        private async Task WithProgressAsync(string phase, int total, Func<Action, Task> work)
+        {
+            if (!context.Out.Profile.Capabilities.Interactive)
+            {
+                await work(() => { }).ConfigureAwait(false);
+                return;
+            }
+
+            await context.Out.Progress()
+                .AutoClear(false)
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+                .StartAsync(async progress =>
+                {
+                    var task = progress.AddTask(Describe(phase), maxValue: Math.Max(1, total));
+                    await work(() =>
+                    {
+                        task.Increment(1);
+                        task.Description = Describe(phase);
+                    }).ConfigureAwait(false);
+                }).ConfigureAwait(false);
         }
 
         public int Report()
@@ -180,6 +192,11 @@ internal static class SubmitCommand
 
         private string Describe(string phase)
         {
+            if (_waited)
+            {
+                return $"{phase}: {_processed.Count} of {_accepted.Count}";
+            }
+
             var seconds = Math.Max(_clock.Elapsed.TotalSeconds, 0.001);
             return $"{phase}: {_done} done, {_failed} failed, {(_done + _failed) / seconds:F0}/s";
         }

@@ -14,6 +14,8 @@ namespace Pit.Cli.Commands;
 /// </summary>
 internal static class SyncCommand
 {
+    private static readonly JsonSerializerOptions Compact = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static Command Build(PitCli cli)
     {
         var output = new Option<string>("--out") { Description = "NDJSON file to append Patients to.", Required = true };
@@ -89,7 +91,7 @@ internal static class SyncCommand
 
             long added = 0;
             var pages = 0;
-            await context.Out.Status().StartAsync("Syncing…", async status =>
+            async Task PullAsync(Action<string> report)
             {
                 await foreach (var page in client.SearchPagesAsync(search, cancellationToken).ConfigureAwait(false))
                 {
@@ -102,8 +104,7 @@ internal static class SyncCommand
                             text.Append(OneLine(entry.Json)).Append('\n');
                         }
 
-                        var bytes = Encoding.UTF8.GetBytes(text.ToString());
-                        await outFile.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+                        await outFile.WriteAsync(Encoding.UTF8.GetBytes(text.ToString()), cancellationToken).ConfigureAwait(false);
                         outFile.Flush(flushToDisk: true);
                         added += page.Entries.Count;
                         state = state with
@@ -116,9 +117,25 @@ internal static class SyncCommand
                         state.Save(statePath);
                     }
 
-                    status.Status($"Syncing… {pages} page(s), {added} new version(s), at {state.LastUpdated ?? "the beginning"}");
+                    report($"{pages} page(s), {added} new version(s), at {state.LastUpdated ?? "the beginning"}");
                 }
-            }).ConfigureAwait(false);
+            }
+
+            if (context.Out.Profile.Capabilities.Interactive)
+            {
+                await context.Out.Status().StartAsync("Syncing…", status => PullAsync(line => status.Status("Syncing… " + line))).ConfigureAwait(false);
+            }
+            else
+            {
+                // Logs (cron): a line every 100 pages, so a long first sync shows it is moving.
+                await PullAsync(line =>
+                {
+                    if (pages % 100 == 0)
+                    {
+                        context.Out.WriteLine("Syncing… " + line);
+                    }
+                }).ConfigureAwait(false);
+            }
 
             if (state.SavedAt is null)
             {
@@ -130,10 +147,15 @@ internal static class SyncCommand
         }
     }
 
-    /// <summary>One NDJSON line: the resource's JSON with insignificant whitespace removed.</summary>
+    /// <summary>One NDJSON line: the resource's JSON as the server sent it, re-written compactly only if it spans lines.</summary>
     internal static string OneLine(string json)
     {
+        if (!json.Contains('\n', StringComparison.Ordinal) && !json.Contains('\r', StringComparison.Ordinal))
+        {
+            return json;
+        }
+
         using var document = JsonDocument.Parse(json);
-        return JsonSerializer.Serialize(document.RootElement);
+        return JsonSerializer.Serialize(document.RootElement, Compact);
     }
 }

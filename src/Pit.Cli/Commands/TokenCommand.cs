@@ -24,11 +24,10 @@ internal static class TokenCommand
             }
 
             var jwt = new JsonWebToken(token.Value);
-            var indented = new JsonSerializerOptions { WriteIndented = true };
             cli.Context.Out.MarkupLine("[bold]Header[/]");
-            cli.Context.WriteData(JsonSerializer.Serialize(JsonDocument.Parse(Base64UrlDecode(jwt.EncodedHeader)).RootElement, indented));
+            cli.Context.WriteData(ReadCommands.Pretty(Base64UrlDecode(jwt.EncodedHeader)));
             cli.Context.Out.MarkupLine("[bold]Claims[/]");
-            cli.Context.WriteData(JsonSerializer.Serialize(JsonDocument.Parse(Base64UrlDecode(jwt.EncodedPayload)).RootElement, indented));
+            cli.Context.WriteData(ReadCommands.Pretty(Base64UrlDecode(jwt.EncodedPayload)));
 
             var jkt = jwt.TryGetPayloadValue<JsonElement>("cnf", out var cnf) && cnf.ValueKind == JsonValueKind.Object && cnf.TryGetProperty("jkt", out var j) ? j.GetString() : null;
             var bound = string.Equals(jkt, tokens.Proofs.Key.Thumbprint, StringComparison.Ordinal);
