@@ -59,7 +59,14 @@ internal sealed class PitCli
             return ExitCodes.Usage;
         }
 
-        var configuration = new InvocationConfiguration { Output = _context.Out.Profile.Out.Writer, Error = _context.Error.Profile.Out.Writer, EnableDefaultExceptionHandler = false };
+        var configuration = new InvocationConfiguration
+        {
+            Output = _context.Out.Profile.Out.Writer,
+            Error = _context.Error.Profile.Out.Writer,
+            EnableDefaultExceptionHandler = false,
+            // Ctrl+C is wired by Program to the token passed in; a run must not touch process-wide signal handlers.
+            ProcessTerminationTimeout = null,
+        };
         return await parse.InvokeAsync(configuration, cancellationToken).ConfigureAwait(false);
     }
 
