@@ -129,14 +129,16 @@ public sealed class PitClientTests
         Assert.Equal("error [invalid] Invalid fødselsnummer (at Patient.identifier[0].value)", Assert.Single(error.IssueLines));
     }
 
-    [Fact]
-    public async Task Throttling_is_retried_after_the_servers_Retry_After_with_a_fresh_proof()
+    [Theory]
+    [InlineData(HttpStatusCode.TooManyRequests)]
+    [InlineData(HttpStatusCode.ServiceUnavailable)]
+    public async Task Throttling_is_retried_after_the_servers_Retry_After_with_a_fresh_proof(HttpStatusCode status)
     {
         var stub = Server((request, index) =>
         {
             if (index < 3)
             {
-                var busy = new HttpResponseMessage(HttpStatusCode.TooManyRequests);
+                var busy = new HttpResponseMessage(status);
                 busy.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.Zero);
                 return busy;
             }
@@ -150,6 +152,20 @@ public sealed class PitClientTests
         var calls = stub.Seen.Where(r => r.Url.Host == "pit.example").ToList();
         Assert.Equal(2, calls.Count);
         Assert.NotEqual(new JsonWebToken(calls[0].Dpop).GetPayloadValue<string>("jti"), new JsonWebToken(calls[1].Dpop).GetPayloadValue<string>("jti"));
+    }
+
+    [Fact]
+    public async Task Other_server_errors_are_not_retried()
+    {
+        var stub = Server((request, _) => StubHttpHandler.Json(HttpStatusCode.InternalServerError,
+            """{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"Unexpected failure; correlation id 42."}]}""",
+            "application/fhir+json"));
+        using var client = Create(stub);
+
+        var error = await Assert.ThrowsAsync<PitApiException>(() => client.SubmitPatientJsonAsync("{}"));
+
+        Assert.Equal(HttpStatusCode.InternalServerError, error.StatusCode);
+        Assert.Single(stub.Seen, r => r.Url.Host == "pit.example");
     }
 
     private static PitClient Create(StubHttpHandler stub) => PitClient.Create(new PitClientOptions
