@@ -37,13 +37,14 @@ public sealed class FailureTests
     [Fact]
     public async Task Links_use_the_configured_public_base_url()
     {
-        await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:PublicBaseUrl"] = "https://pit.example.org/api/" });
-        using var client = server.CreateClient();
-        await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr()));
-        using var response = await client.PostAsync("v1/Patient", TestPatients.Content(TestPatients.Json(TestPatients.NewFnr())));
-        Assert.StartsWith("https://pit.example.org/api/v1/submissions/", response.Content.Headers.ContentLocation!.ToString());
+        // The client talks to the public name (as behind a proxy) while the connection goes to the loopback port,
+        // so DPoP proofs carry the public URL the server must check them against.
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:PublicBaseUrl"] = "http://pit.example.org/" });
+        using var client = server.CreateClient(connectTo: server.BaseAddress, baseAddress: new Uri("http://pit.example.org/"));
+        var statusUrl = await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr()));
+        Assert.StartsWith("http://pit.example.org/v1/submissions/", statusUrl.ToString());
         var bundle = await client.GetJsonAsync("v1/Patient", HttpStatusCode.OK);
-        Assert.Equal("https://pit.example.org/api/v1/Patient?_count=20&_sort=_lastUpdated", bundle.Link("self"));
+        Assert.Equal("http://pit.example.org/v1/Patient?_count=20&_sort=_lastUpdated", bundle.Link("self"));
     }
 
     /// <summary>The real store with failures switched on, for the paths that must survive a store failure.</summary>

@@ -1,40 +1,143 @@
-using System.Security.Claims;
-using System.Text.Encodings.Web;
-using Microsoft.AspNetCore.Authentication;
+using System.Net;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+using Pit.HelseIdStandIn;
 
 namespace Pit.Server.Auth;
 
-// PLACEHOLDER until the HelseID + DPoP work (issue 3) lands: authenticates every request as one development
-// organisation. Replaced wholesale by the real registration.
+/// <summary>
+/// HelseID access tokens bound with DPoP (RFC 9449) on JwtBearer, the read/write policies, and the optional local
+/// HelseID stand-in.
+/// </summary>
 internal static class PitAuthSetup
 {
+    /// <summary>The authentication scheme name; also the <c>Authorization</c> scheme clients use.</summary>
+    public const string Scheme = "DPoP";
+
+    public const string ReadScope = "nhn:pit/api.read";
+    public const string WriteScope = "nhn:pit/api.write";
+
+    private const string StandInSection = "Pit:Auth:StandIn";
+
     public static IServiceCollection AddPitAuth(this IServiceCollection services, IConfiguration configuration, IHostEnvironment environment)
     {
         services.AddOptions<AccessOptions>().Bind(configuration.GetSection("Pit:Access"));
-        services.AddAuthentication("placeholder").AddScheme<AuthenticationSchemeOptions, PlaceholderHandler>("placeholder", null);
+        services.AddOptions<PitAuthOptions>()
+            .Bind(configuration.GetSection("Pit:Auth"))
+            .Validate(
+                auth => configuration.GetValue<bool>(StandInSection + ":Enabled") || !string.IsNullOrWhiteSpace(auth.Authority),
+                "Pit:Auth:Authority is required: the HelseID issuer, e.g. https://helseid-sts.test.nhn.no (test) or https://helseid-sts.nhn.no (production).")
+            .Validate(
+                auth => string.IsNullOrWhiteSpace(auth.Authority) || Uri.TryCreate(auth.Authority, UriKind.Absolute, out _),
+                "Pit:Auth:Authority must be an absolute URL.")
+            .Validate(
+                auth => auth.RequireHttpsMetadata || string.IsNullOrWhiteSpace(auth.Authority) || IsLoopback(auth.Authority),
+                "Pit:Auth:RequireHttpsMetadata=false is only allowed for a loopback authority (local development).")
+            .Validate(auth => auth.Algorithms.Length > 0 && auth.DPoP.Algorithms.Length > 0 && auth.DPoP.Algorithms.All(PitAuthOptions.AsymmetricAlgorithms.Contains),
+                "Pit:Auth:Algorithms and Pit:Auth:DPoP:Algorithms must be non-empty; DPoP accepts only RS, PS and ES algorithms.")
+            .ValidateOnStart();
+
+        var standInSection = configuration.GetSection(StandInSection);
+        services.AddOptions<StandInOptions>().Bind(standInSection)
+            .PostConfigure<IOptions<PitAuthOptions>>((standIn, auth) =>
+            {
+                standIn.Issuer ??= string.IsNullOrWhiteSpace(auth.Value.Authority) ? null : auth.Value.Authority.TrimEnd('/');
+                if (standInSection["Audience"] is null)
+                {
+                    standIn.Audience = auth.Value.Audience;
+                }
+            });
+        if (standInSection.GetValue<bool>("Enabled"))
+        {
+            EnsureNotProduction(environment);
+            services.AddHelseIdStandIn(standInSection);
+            services.TryAddSingleton<ITokenEndpointDpopValidator, StandInTokenEndpointDpopValidator>();
+        }
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IDpopReplayCache, InMemoryDpopReplayCache>();
+        services.TryAddSingleton<DpopNonces>();
+        services.TryAddSingleton<DpopProofValidator>();
+        services.TryAddSingleton<CachingAccessTokenHandler>();
+        services.TryAddSingleton<DpopJwtBearerEvents>();
+        services.AddSingleton<IAuthorizationMiddlewareResultHandler, PitAuthorizationResultHandler>();
+
+        services.AddAuthentication(Scheme).AddJwtBearer(Scheme, _ => { });
+        services.AddOptions<JwtBearerOptions>(Scheme).Configure<IOptions<PitAuthOptions>, IOptions<StandInOptions>, IServiceProvider>(
+            (jwt, authOptions, standInOptions, provider) => ConfigureJwtBearer(jwt, authOptions.Value, standInOptions.Value.Enabled, provider));
+
         services.AddAuthorizationBuilder()
-            .AddPolicy(PitPolicies.Read, p => p.RequireAuthenticatedUser())
-            .AddPolicy(PitPolicies.Write, p => p.RequireAuthenticatedUser());
+            .AddPolicy(PitPolicies.Read, p => p.RequireAuthenticatedUser().AddRequirements(new ScopeRequirement(ReadScope), new OrganisationRequirement()))
+            .AddPolicy(PitPolicies.Write, p => p.RequireAuthenticatedUser().AddRequirements(new ScopeRequirement(WriteScope), new OrganisationRequirement()));
         return services;
     }
 
     public static WebApplication UsePitAuth(this WebApplication app)
     {
+        var standIn = app.Services.GetRequiredService<IOptions<StandInOptions>>().Value;
         app.UseAuthentication();
         app.UseAuthorization();
+        if (standIn.Enabled)
+        {
+            EnsureNotProduction(app.Environment);
+            app.MapHelseIdStandIn();
+        }
+
         return app;
     }
 
-    private sealed class PlaceholderHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder)
-        : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+    private static void ConfigureJwtBearer(JwtBearerOptions jwt, PitAuthOptions auth, bool standInEnabled, IServiceProvider provider)
     {
-        protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+        jwt.MapInboundClaims = false;
+        jwt.SaveToken = false;
+        jwt.IncludeErrorDetails = false;
+        jwt.RefreshOnIssuerKeyNotFound = true;
+        jwt.RequireHttpsMetadata = auth.RequireHttpsMetadata;
+        jwt.Audience = auth.Audience;
+        jwt.EventsType = typeof(DpopJwtBearerEvents);
+        jwt.TokenHandlers.Clear();
+        jwt.TokenHandlers.Add(auth.CacheValidatedTokens ? provider.GetRequiredService<CachingAccessTokenHandler>() : new JsonWebTokenHandler { MapInboundClaims = false });
+        if (standInEnabled)
         {
-            var org = Request.Headers["X-Placeholder-Org"].ToString();
-            var identity = new ClaimsIdentity(
-                [new Claim(HelseIdClaims.ClientId, "placeholder"), new Claim(HelseIdClaims.OrgnrParent, org.Length > 0 ? org : "974762501")], "placeholder");
-            return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), "placeholder")));
+            jwt.ConfigurationManager = new StandInConfigurationManager(provider.GetRequiredService<StandInIssuer>());
+        }
+        else
+        {
+            jwt.Authority = auth.Authority?.TrimEnd('/');
+        }
+
+        jwt.TokenValidationParameters = new TokenValidationParameters
+        {
+            ValidIssuer = standInEnabled ? null : auth.Authority?.TrimEnd('/'),
+            ValidateIssuer = true,
+            ValidAudience = auth.Audience,
+            ValidateAudience = true,
+            ValidateLifetime = true,
+            RequireExpirationTime = true,
+            RequireSignedTokens = true,
+            ClockSkew = TimeSpan.FromSeconds(auth.ClockSkewSeconds),
+            ValidTypes = ["at+jwt", "JWT"],
+            ValidAlgorithms = auth.Algorithms,
+            NameClaimType = HelseIdClaims.ClientId,
+        };
+    }
+
+    private static void EnsureNotProduction(IHostEnvironment environment)
+    {
+        if (environment.IsProduction())
+        {
+            throw new InvalidOperationException(
+                "Pit:Auth:StandIn:Enabled is true but the environment is Production. The local HelseID stand-in issues tokens to " +
+                "anyone holding a development key and must never run in production: remove Pit:Auth:StandIn:Enabled, or run with " +
+                "ASPNETCORE_ENVIRONMENT=Development.");
         }
     }
+
+    private static bool IsLoopback(string authority) =>
+        Uri.TryCreate(authority, UriKind.Absolute, out var uri)
+        && (uri.IsLoopback || (IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip)));
 }

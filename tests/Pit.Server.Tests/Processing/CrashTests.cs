@@ -1,12 +1,15 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Pit.Server.Tests.Infrastructure;
+using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Processing;
 
 public sealed class CrashTests : IDisposable
 {
     private readonly string _data = Directory.CreateTempSubdirectory("pit-crash-").FullName;
+
+    private static string ServerDll => typeof(PitApp).Assembly.Location;
 
     public void Dispose() => Directory.Delete(_data, recursive: true);
 
@@ -15,7 +18,7 @@ public sealed class CrashTests : IDisposable
     {
         var statusPaths = new List<string>();
         var people = Enumerable.Range(0, 40).Select(_ => TestPatients.NewFnr()).ToList();
-        await using (var server = await ServerProcess.StartAsync(_data, new Dictionary<string, string?> { ["Pit:Processing:Enabled"] = "false" }))
+        await using (var server = await ServerProcess.StartAsync(ServerDll, _data, new Dictionary<string, string?> { ["Pit:Processing:Enabled"] = "false" }))
         {
             using var client = server.CreateClient();
             foreach (var fnr in people)
@@ -27,7 +30,7 @@ public sealed class CrashTests : IDisposable
             await server.KillAsync();
         }
 
-        await using var restarted = await ServerProcess.StartAsync(_data);
+        await using var restarted = await ServerProcess.StartAsync(ServerDll, _data);
         using var after = restarted.CreateClient();
         foreach (var path in statusPaths)
         {
@@ -46,7 +49,7 @@ public sealed class CrashTests : IDisposable
     {
         var accepted = new ConcurrentBag<(string Fnr, string StatusPath)>();
         var attempted = new ConcurrentBag<string>();
-        await using (var server = await ServerProcess.StartAsync(_data))
+        await using (var server = await ServerProcess.StartAsync(ServerDll, _data))
         {
             using var client = server.CreateClient();
             using var stop = new CancellationTokenSource();
@@ -71,17 +74,20 @@ public sealed class CrashTests : IDisposable
                 }
             })).ToList();
 
-            while (accepted.Count < 150)
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (accepted.Count < 150 && DateTime.UtcNow < deadline && load.TrueForAll(t => !t.IsCompleted))
             {
                 await Task.Delay(10);
             }
+
+            Assert.True(accepted.Count >= 150, $"The load should have had 150 submissions accepted before the kill; got {accepted.Count}.");
 
             await server.KillAsync();
             await stop.CancelAsync();
             await Task.WhenAll(load);
         }
 
-        await using var restarted = await ServerProcess.StartAsync(_data);
+        await using var restarted = await ServerProcess.StartAsync(ServerDll, _data);
         using var after = restarted.CreateClient();
         foreach (var (_, path) in accepted)
         {

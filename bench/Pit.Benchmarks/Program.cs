@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(Pit.Benchmarks.AuthenticationBenchmarks).Assembly).Run(args);

@@ -1,0 +1,184 @@
+using System.Buffers.Text;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Pit.HelseIdStandIn;
+
+/// <summary>
+/// The stand-in's identity: issuer, signing key and token minting. Resolved in-process by the API host so it can
+/// validate the stand-in's tokens without fetching its own discovery document over HTTP.
+/// </summary>
+public sealed class StandInIssuer : IDisposable
+{
+    /// <summary>Claim and value names as HelseID issues them.</summary>
+    public const string OrgnrParentClaim = "helseid://claims/client/claims/orgnr_parent";
+
+    /// <summary><c>helseid://claims/client/claims/orgnr_child</c>.</summary>
+    public const string OrgnrChildClaim = "helseid://claims/client/claims/orgnr_child";
+
+    /// <summary><c>helseid://claims/client/client_name</c>.</summary>
+    public const string ClientNameClaim = "helseid://claims/client/client_name";
+
+    /// <summary><c>helseid://claims/client/amr</c>.</summary>
+    public const string ClientAmrClaim = "helseid://claims/client/amr";
+
+    private readonly StandInOptions _options;
+    private readonly IServiceProvider _services;
+    private readonly TimeProvider _time;
+    private readonly RSA _rsa;
+    private readonly JsonWebTokenHandler _handler = new();
+    private string? _issuer;
+
+    /// <summary>Creates the issuer from its options; <paramref name="services"/> resolves the listening address lazily.</summary>
+    public StandInIssuer(IOptions<StandInOptions> options, IServiceProvider services, TimeProvider time)
+    {
+        _options = options.Value;
+        _services = services;
+        _time = time;
+        _rsa = RSA.Create();
+        if (_options.SigningKey is { Count: > 0 } jwk)
+        {
+            _rsa.ImportParameters(ToRsaParameters(jwk));
+        }
+        else
+        {
+            _rsa.KeySize = 2048;
+        }
+
+        var publicParameters = _rsa.ExportParameters(false);
+        KeyId = Thumbprint(publicParameters);
+        SigningKey = new RsaSecurityKey(_rsa) { KeyId = KeyId };
+        SigningCredentials = new SigningCredentials(SigningKey, SecurityAlgorithms.RsaSha256);
+        PublicKey = new RsaSecurityKey(publicParameters) { KeyId = KeyId };
+    }
+
+    /// <summary>Key id (<c>kid</c>): the RFC 7638 thumbprint of the signing key.</summary>
+    public string KeyId { get; }
+
+    /// <summary>The private signing key.</summary>
+    public RsaSecurityKey SigningKey { get; }
+
+    /// <summary>RS256 credentials over <see cref="SigningKey"/>.</summary>
+    public SigningCredentials SigningCredentials { get; }
+
+    /// <summary>The public half of the signing key, as published in the JWKS.</summary>
+    public RsaSecurityKey PublicKey { get; }
+
+    /// <summary>Audience of issued tokens.</summary>
+    public string Audience => _options.Audience;
+
+    /// <summary>Token lifetime.</summary>
+    public TimeSpan TokenLifetime => TimeSpan.FromSeconds(_options.TokenLifetimeSeconds);
+
+    /// <summary>Path the endpoints are mapped under.</summary>
+    public string Path => "/" + _options.Path.Trim('/');
+
+    /// <summary>
+    /// The exact issuer: <see cref="StandInOptions.Issuer"/> when configured; otherwise the host's first listening
+    /// address (wildcards replaced by <c>localhost</c>) plus <see cref="Path"/>, known once the server has started.
+    /// </summary>
+    public string Issuer => _issuer ??= ResolveIssuer();
+
+    /// <summary>The token endpoint, <c>{issuer}/connect/token</c> as at HelseID.</summary>
+    public string TokenEndpoint => Issuer + "/connect/token";
+
+    /// <summary>Registered clients.</summary>
+    public IReadOnlyList<StandInClientOptions> Clients => _options.Clients;
+
+    /// <summary>Issues an RS256 <c>at+jwt</c> access token shaped like HelseID's client-credentials tokens.</summary>
+    public string CreateAccessToken(StandInClientOptions client, IReadOnlyCollection<string> scopes, string jkt)
+    {
+        var now = _time.GetUtcNow().ToUnixTimeSeconds();
+        var payload = new JsonObject
+        {
+            ["iss"] = Issuer,
+            ["nbf"] = now,
+            ["iat"] = now,
+            ["exp"] = now + _options.TokenLifetimeSeconds,
+            ["aud"] = Audience,
+            ["scope"] = new JsonArray([.. scopes.Select(s => JsonValue.Create(s))]),
+            ["cnf"] = new JsonObject { ["jkt"] = jkt },
+            ["client_id"] = client.ClientId,
+            ["client_amr"] = "private_key_jwt",
+            [ClientAmrClaim] = "rsa_private_key",
+            [OrgnrParentClaim] = client.OrgnrParent,
+            ["jti"] = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)),
+        };
+        if (!string.IsNullOrEmpty(client.OrgnrChild))
+        {
+            payload[OrgnrChildClaim] = client.OrgnrChild;
+        }
+
+        if (!string.IsNullOrEmpty(client.ClientName))
+        {
+            payload[ClientNameClaim] = client.ClientName;
+        }
+
+        return _handler.CreateToken(payload.ToJsonString(), SigningCredentials, new Dictionary<string, object> { ["typ"] = "at+jwt" });
+    }
+
+    /// <summary>The JWKS document's single key.</summary>
+    public JsonObject PublicJwk()
+    {
+        var p = _rsa.ExportParameters(false);
+        return new JsonObject
+        {
+            ["kty"] = "RSA",
+            ["use"] = "sig",
+            ["alg"] = "RS256",
+            ["kid"] = KeyId,
+            ["n"] = Base64Url.EncodeToString(p.Modulus),
+            ["e"] = Base64Url.EncodeToString(p.Exponent),
+        };
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _rsa.Dispose();
+
+    private string ResolveIssuer()
+    {
+        if (!string.IsNullOrWhiteSpace(_options.Issuer))
+        {
+            return _options.Issuer.TrimEnd('/');
+        }
+
+        var address = _services.GetService<IServer>()?.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
+            ?? throw new InvalidOperationException(
+                "The HelseID stand-in has no issuer yet: set Pit:Auth:StandIn:Issuer (or Pit:Auth:Authority), or use it after the server has started.");
+        var uri = new UriBuilder(address.Replace("://+", "://localhost", StringComparison.Ordinal).Replace("://*", "://localhost", StringComparison.Ordinal));
+        if (uri.Host is "0.0.0.0" or "[::]")
+        {
+            uri.Host = "localhost";
+        }
+
+        return uri.Uri.GetLeftPart(UriPartial.Authority) + Path;
+    }
+
+    private static RSAParameters ToRsaParameters(Dictionary<string, string> jwk)
+    {
+        byte[]? Part(string name) => jwk.TryGetValue(name, out var v) ? Base64Url.DecodeFromChars(v) : null;
+        if (!jwk.TryGetValue("kty", out var kty) || kty != "RSA")
+        {
+            throw new InvalidOperationException("Pit:Auth:StandIn:SigningKey must be a private RSA JWK.");
+        }
+
+        return new RSAParameters
+        {
+            Modulus = Part("n"), Exponent = Part("e"), D = Part("d"), P = Part("p"), Q = Part("q"),
+            DP = Part("dp"), DQ = Part("dq"), InverseQ = Part("qi"),
+        };
+    }
+
+    private static string Thumbprint(RSAParameters p)
+    {
+        var canonical = $$"""{"e":"{{Base64Url.EncodeToString(p.Exponent)}}","kty":"RSA","n":"{{Base64Url.EncodeToString(p.Modulus)}}"}""";
+        return Base64Url.EncodeToString(SHA256.HashData(Encoding.UTF8.GetBytes(canonical)));
+    }
+}

@@ -1,0 +1,52 @@
+namespace Pit.HelseIdStandIn;
+
+/// <summary>Options of section <c>Pit:Auth:StandIn</c>: the local HelseID stand-in (development and tests only).</summary>
+public sealed class StandInOptions
+{
+    /// <summary>Hosts the stand-in in-process. Start-up fails when this is true in the Production environment.</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>
+    /// Issuer (<c>iss</c>) of the tokens, exact, no trailing slash, e.g. <c>http://localhost:5080/helseid-standin</c>.
+    /// When empty, the host decides (Pit.Server uses <c>Pit:Auth:Authority</c>, else its own first listening address
+    /// plus <see cref="Path"/>).
+    /// </summary>
+    public string? Issuer { get; set; }
+
+    /// <summary>Path the stand-in's endpoints are mapped under. Default <c>/helseid-standin</c>.</summary>
+    public string Path { get; set; } = "/helseid-standin";
+
+    /// <summary>Audience (<c>aud</c>) of issued access tokens. Default <c>nhn:pit</c>.</summary>
+    public string Audience { get; set; } = "nhn:pit";
+
+    /// <summary>Access-token lifetime in seconds. Default 600, as HelseID.</summary>
+    public int TokenLifetimeSeconds { get; set; } = 600;
+
+    /// <summary>Private RSA signing key as JWK members; a fresh 2048-bit key per process when absent.</summary>
+    public Dictionary<string, string>? SigningKey { get; set; }
+
+    /// <summary>Registered clients.</summary>
+    public List<StandInClientOptions> Clients { get; set; } = [];
+}
+
+/// <summary>A client registered with the stand-in (<c>Pit:Auth:StandIn:Clients:N</c>).</summary>
+public sealed class StandInClientOptions
+{
+    /// <summary>The client id (<c>iss</c> and <c>sub</c> of its client assertions).</summary>
+    public string ClientId { get; set; } = "";
+
+    /// <summary>Display name, issued as <c>helseid://claims/client/client_name</c>.</summary>
+    public string? ClientName { get; set; }
+
+    /// <summary>The client's public JWK (RSA or EC members) that verifies its client assertions.</summary>
+    public Dictionary<string, string> PublicJwk { get; set; } = [];
+
+    /// <summary>Legal entity, 9 digits (<c>orgnr_parent</c>).</summary>
+    public string OrgnrParent { get; set; } = "";
+
+    /// <summary>Sub-unit (<c>orgnr_child</c>), optional.</summary>
+    public string? OrgnrChild { get; set; }
+
+    /// <summary>Scopes the client may be granted.</summary>
+    public string[] Scopes { get; set; } = [];
+}

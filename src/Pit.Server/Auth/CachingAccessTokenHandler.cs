@@ -1,0 +1,72 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Pit.Server.Auth;
+
+/// <summary>
+/// Validates access tokens with <see cref="JsonWebTokenHandler"/> and remembers successful results by the token's
+/// SHA-256 until its <c>exp</c>, so a client reusing its token pays signature verification once. The DPoP proof is
+/// still checked on every request. Bounded; when full, expired entries are dropped, and if still full the result is
+/// simply not cached.
+/// </summary>
+internal sealed class CachingAccessTokenHandler(IOptions<PitAuthOptions> options, TimeProvider time) : JsonWebTokenHandler
+{
+    private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
+    private readonly int _capacity = Math.Max(16, options.Value.TokenCacheCapacity);
+
+    internal int Count => _cache.Count;
+
+    public override async Task<TokenValidationResult> ValidateTokenAsync(string token, TokenValidationParameters validationParameters)
+    {
+        var key = Convert.ToBase64String(SHA256.HashData(Encoding.ASCII.GetBytes(token)));
+        var now = time.GetUtcNow();
+        if (_cache.TryGetValue(key, out var hit))
+        {
+            if (hit.ExpiresAt > now)
+            {
+                // A fresh identity per request: handlers downstream may add claims to it.
+                return new TokenValidationResult
+                {
+                    IsValid = true,
+                    SecurityToken = hit.Token,
+                    ClaimsIdentity = hit.Identity.Clone(),
+                    Issuer = hit.Token.Issuer,
+                    TokenType = hit.Token.Typ,
+                };
+            }
+
+            _cache.TryRemove(new KeyValuePair<string, Entry>(key, hit));
+        }
+
+        var result = await base.ValidateTokenAsync(token, validationParameters);
+        if (result.IsValid && result.SecurityToken is JsonWebToken jwt && result.ClaimsIdentity is not null)
+        {
+            var expires = new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero);
+            if (expires > now && (_cache.Count < _capacity || Sweep(now)))
+            {
+                _cache[key] = new Entry(jwt, result.ClaimsIdentity.Clone(), expires);
+            }
+        }
+
+        return result;
+    }
+
+    private bool Sweep(DateTimeOffset now)
+    {
+        foreach (var (key, entry) in _cache)
+        {
+            if (entry.ExpiresAt <= now)
+            {
+                _cache.TryRemove(new KeyValuePair<string, Entry>(key, entry));
+            }
+        }
+
+        return _cache.Count < _capacity;
+    }
+
+    private sealed record Entry(JsonWebToken Token, System.Security.Claims.ClaimsIdentity Identity, DateTimeOffset ExpiresAt);
+}

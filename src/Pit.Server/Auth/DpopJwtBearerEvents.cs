@@ -1,0 +1,138 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+using Pit.Server.Fhir;
+
+namespace Pit.Server.Auth;
+
+/// <summary>
+/// Turns JwtBearer into a DPoP resource server: takes the token only from <c>Authorization: DPoP</c>, requires
+/// <c>cnf.jkt</c>, checks the proof after the token validates, and answers every refusal with a DPoP challenge.
+/// </summary>
+internal sealed partial class DpopJwtBearerEvents(
+    DpopProofValidator validator,
+    PublicBaseUrl publicBaseUrl,
+    IOptions<PitAuthOptions> options,
+    ILogger<DpopJwtBearerEvents> logger) : JwtBearerEvents
+{
+    internal const string ApiNoncePurpose = "pit-api";
+
+    public override Task MessageReceived(MessageReceivedContext context)
+    {
+        var authorization = context.Request.Headers.Authorization;
+        if (authorization.Count == 0)
+        {
+            context.NoResult();
+            return Task.CompletedTask;
+        }
+
+        if (authorization.Count > 1)
+        {
+            context.Fail(new DpopAuthenticationException("invalid_token", "Exactly one Authorization header is allowed"));
+            return Task.CompletedTask;
+        }
+
+        var value = authorization[0] ?? "";
+        var space = value.IndexOf(' ', StringComparison.Ordinal);
+        var scheme = space < 0 ? value : value[..space];
+        if (scheme.Equals("DPoP", StringComparison.OrdinalIgnoreCase))
+        {
+            var token = value[(space + 1)..].Trim();
+            if (space < 0 || token.Length == 0)
+            {
+                context.Fail(new DpopAuthenticationException("invalid_token", "The access token is missing"));
+            }
+            else
+            {
+                context.Token = token;
+            }
+        }
+        else if (scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase))
+        {
+            context.Fail(new DpopAuthenticationException("invalid_token", "The DPoP authorization scheme is required; Bearer is not accepted"));
+        }
+        else
+        {
+            context.NoResult();
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public override async Task TokenValidated(TokenValidatedContext context)
+    {
+        if (context.SecurityToken is not JsonWebToken token || ReadJkt(token) is not { } jkt)
+        {
+            context.Fail(new DpopAuthenticationException("invalid_token", "The access token is not DPoP-bound (cnf.jkt is missing)"));
+            return;
+        }
+
+        var request = context.Request;
+        var expectedHtu = publicBaseUrl.For(request) + request.Path.ToUriComponent();
+        var result = await validator.ValidateAsync(
+            new DpopProofRequest(request.Headers["DPoP"], request.Method, expectedHtu, token.EncodedToken, jkt, options.Value.DPoP.RequireNonce, ApiNoncePurpose),
+            context.HttpContext.RequestAborted);
+        if (!result.Succeeded)
+        {
+            LogProofRefused(logger, result.Error);
+            context.Fail(new DpopAuthenticationException(result.ErrorCode, result.Description!, result.Nonce));
+        }
+    }
+
+    public override Task AuthenticationFailed(AuthenticationFailedContext context)
+    {
+        LogTokenRefused(logger, context.Exception.GetType().Name);
+        return Task.CompletedTask;
+    }
+
+    public override Task Challenge(JwtBearerChallengeContext context)
+    {
+        context.HandleResponse();
+        var (error, description, nonce) = context.AuthenticateFailure switch
+        {
+            null => (null, null, null),
+            DpopAuthenticationException e => (e.Error, e.Message, e.Nonce),
+            SecurityTokenExpiredException => ("invalid_token", "The access token expired", null),
+            SecurityTokenNotYetValidException => ("invalid_token", "The access token is not yet valid", null),
+            SecurityTokenInvalidAudienceException or SecurityTokenInvalidIssuerException =>
+                ("invalid_token", "The access token was not issued for this API", null),
+            SecurityTokenInvalidTypeException => ("invalid_token", "The access token typ must be at+jwt or JWT", null),
+            SecurityTokenInvalidAlgorithmException => ("invalid_token", "The access token alg is not accepted", null),
+            SecurityTokenSignatureKeyNotFoundException or SecurityTokenInvalidSignatureException =>
+                ("invalid_token", "The access token signature is invalid", null),
+            _ => ("invalid_token", "The access token is invalid", (string?)null),
+        };
+        return AuthResponses.WriteUnauthorizedAsync(context.HttpContext, validator.AlgorithmList, error, description, nonce);
+    }
+
+    private static string? ReadJkt(JsonWebToken token)
+    {
+        if (!token.TryGetClaim("cnf", out var cnf))
+        {
+            return null;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(cnf.Value);
+            return document.RootElement.ValueKind == JsonValueKind.Object
+                && document.RootElement.TryGetProperty("jkt", out var jkt)
+                && jkt.ValueKind == JsonValueKind.String
+                && jkt.GetString() is { Length: > 0 } value
+                ? value
+                : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "DPoP proof refused: {Reason}")]
+    private static partial void LogProofRefused(ILogger logger, DpopError reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Access token refused: {Reason}")]
+    private static partial void LogTokenRefused(ILogger logger, string reason);
+}

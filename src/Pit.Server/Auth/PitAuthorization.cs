@@ -1,0 +1,74 @@
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Policy;
+
+namespace Pit.Server.Auth;
+
+/// <summary>Requires one HelseID scope; <c>scope</c> may be a JSON array (several claims) or a space-separated string.</summary>
+internal sealed class ScopeRequirement(string scope) : AuthorizationHandler<ScopeRequirement>, IAuthorizationRequirement
+{
+    public string Scope { get; } = scope;
+
+    protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, ScopeRequirement requirement)
+    {
+        foreach (var claim in context.User.FindAll(HelseIdClaims.Scope))
+        {
+            if (claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains(requirement.Scope, StringComparer.Ordinal))
+            {
+                context.Succeed(requirement);
+                return Task.CompletedTask;
+            }
+        }
+
+        context.Fail(new AuthorizationFailureReason(this, $"missing scope {requirement.Scope}"));
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>Requires exactly one <c>orgnr_parent</c> claim holding a valid organisation number.</summary>
+internal sealed class OrganisationRequirement : AuthorizationHandler<OrganisationRequirement>, IAuthorizationRequirement
+{
+    protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, OrganisationRequirement requirement)
+    {
+        var claims = context.User.FindAll(HelseIdClaims.OrgnrParent).ToList();
+        if (claims.Count == 1 && OrganisationNumber.IsValid(claims[0].Value))
+        {
+            context.Succeed(requirement);
+        }
+        else
+        {
+            context.Fail(new AuthorizationFailureReason(this, "invalid orgnr_parent"));
+        }
+
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>Answers forbidden requests with a DPoP <c>insufficient_scope</c> challenge or an OperationOutcome naming the claim.</summary>
+internal sealed class PitAuthorizationResultHandler(DpopProofValidator validator) : IAuthorizationMiddlewareResultHandler
+{
+    private readonly AuthorizationMiddlewareResultHandler _default = new();
+
+    public Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
+    {
+        if (!authorizeResult.Forbidden)
+        {
+            return _default.HandleAsync(next, context, policy, authorizeResult);
+        }
+
+        // Handlers that call Fail(reason) are reported through FailureReasons (the requirement is its own handler).
+        var failure = authorizeResult.AuthorizationFailure;
+        var failed = (failure?.FailedRequirements ?? []).Concat(failure?.FailureReasons.Select(r => r.Handler).OfType<IAuthorizationRequirement>() ?? []).ToList();
+        if (failed.OfType<ScopeRequirement>().FirstOrDefault() is { } scope)
+        {
+            return AuthResponses.WriteInsufficientScopeAsync(context, validator.AlgorithmList, scope.Scope);
+        }
+
+        if (failed.OfType<OrganisationRequirement>().Any())
+        {
+            return AuthResponses.WriteForbiddenAsync(context,
+                $"The access token must carry claim {HelseIdClaims.OrgnrParent} with a valid 9-digit organisation number");
+        }
+
+        return AuthResponses.WriteForbiddenAsync(context, "The caller is not allowed to do this");
+    }
+}

@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Pit.TestSupport;
+
+/// <summary>
+/// The PIT server as a separate operating-system process, so tests can kill it (SIGKILL) mid-work. Its in-process
+/// HelseID stand-in signs with a key given on the command line, so the test can mint tokens the process accepts.
+/// </summary>
+public sealed class ServerProcess : IAsyncDisposable
+{
+    private static readonly Lazy<RSA> StandInKey = new(() => RSA.Create(2048));
+
+    private readonly Process _process;
+
+    private ServerProcess(Process process, Uri baseAddress)
+    {
+        _process = process;
+        BaseAddress = baseAddress;
+    }
+
+    /// <summary>The server's own address, http://127.0.0.1:port/.</summary>
+    public Uri BaseAddress { get; }
+
+    /// <summary>
+    /// Starts <paramref name="serverDll"/> (the built Pit.Server.dll) with its SQLite file in
+    /// <paramref name="dataDirectory"/> unless <paramref name="settings"/> choose another store, and waits until it is ready.
+    /// </summary>
+    public static async Task<ServerProcess> StartAsync(string serverDll, string dataDirectory, IDictionary<string, string?>? settings = null, int? port = null)
+    {
+        port ??= FreePort();
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(serverDll);
+        info.ArgumentList.Add($"--urls=http://127.0.0.1:{port}");
+        info.ArgumentList.Add("--environment=Development");
+        info.ArgumentList.Add($"--Pit:Storage:ConnectionString=Data Source={Path.Combine(dataDirectory, "pit.db")}");
+        info.ArgumentList.Add("--Logging:LogLevel:Default=Warning");
+        info.ArgumentList.Add("--Pit:Auth:StandIn:Enabled=true");
+        info.ArgumentList.Add($"--Pit:Auth:Authority={Issuer(port.Value)}");
+        info.ArgumentList.Add($"--Pit:Auth:StandIn:Issuer={Issuer(port.Value)}");
+        info.ArgumentList.Add("--Pit:Auth:StandIn:SigningKey:kty=RSA");
+        var signing = StandInKey.Value.ExportParameters(includePrivateParameters: true);
+        foreach (var (name, value) in new[] { ("n", signing.Modulus), ("e", signing.Exponent), ("d", signing.D), ("p", signing.P), ("q", signing.Q), ("dp", signing.DP), ("dq", signing.DQ), ("qi", signing.InverseQ) })
+        {
+            info.ArgumentList.Add($"--Pit:Auth:StandIn:SigningKey:{name}={Base64UrlEncoder.Encode(value)}");
+        }
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            info.ArgumentList.Add($"--{key}={value}");
+        }
+
+        var process = Process.Start(info)!;
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        process.OutputDataReceived += (_, e) => Keep(output, e.Data);
+        process.ErrorDataReceived += (_, e) => Keep(output, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var server = new ServerProcess(process, new Uri($"http://127.0.0.1:{port}/"));
+        using var probe = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(2) };
+        for (var i = 0; i < 300; i++)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"The server process exited with code {process.ExitCode}: {string.Join('\n', output)}");
+            }
+
+            try
+            {
+                if ((await probe.GetAsync("health/ready")).StatusCode == HttpStatusCode.OK)
+                {
+                    return server;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+
+            await Task.Delay(100);
+        }
+
+        await server.DisposeAsync();
+        throw new TimeoutException("The server process did not become ready.");
+    }
+
+    /// <summary>A DPoP-authenticated client (read and write) for <paramref name="organisation"/>.</summary>
+    public HttpClient CreateClient(string organisation = "974762501")
+    {
+        var minter = new AccessTokenMinter(
+            new SigningCredentials(new RsaSecurityKey(StandInKey.Value), SecurityAlgorithms.RsaSha256), Issuer(BaseAddress.Port), "nhn:pit");
+        var key = DpopKey.CreateEcP256();
+        var token = minter.Mint(new AccessTokenSpec
+        {
+            Jkt = key.Thumbprint,
+            OrgnrParent = organisation,
+            Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
+        });
+        return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = new SocketsHttpHandler() }) { BaseAddress = BaseAddress };
+    }
+
+    private static void Keep(System.Collections.Concurrent.ConcurrentQueue<string> output, string? line)
+    {
+        if (line is not null && !line.StartsWith("   at ", StringComparison.Ordinal))
+        {
+            output.Enqueue(line);
+            while (output.Count > 40 && output.TryDequeue(out _))
+            {
+            }
+        }
+    }
+
+    private static string Issuer(int port) => $"http://127.0.0.1:{port}/helseid-standin";
+
+    /// <summary>SIGKILL: no shutdown code runs.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync();
+    }
+
+    /// <summary>Kills the process if it still runs.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            await KillAsync();
+        }
+
+        _process.Dispose();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
