@@ -171,8 +171,14 @@ public sealed class StandInIssuer : IDisposable
 
         return new RSAParameters
         {
-            Modulus = Part("n"), Exponent = Part("e"), D = Part("d"), P = Part("p"), Q = Part("q"),
-            DP = Part("dp"), DQ = Part("dq"), InverseQ = Part("qi"),
+            Modulus = Part("n"),
+            Exponent = Part("e"),
+            D = Part("d"),
+            P = Part("p"),
+            Q = Part("q"),
+            DP = Part("dp"),
+            DQ = Part("dq"),
+            InverseQ = Part("qi"),
         };
     }
 

@@ -54,8 +54,14 @@ public sealed class DpopKey : IDisposable
 
         var rsa = RSA.Create(new RSAParameters
         {
-            Modulus = Part("n"), Exponent = Part("e"), D = Part("d"), P = Part("p"), Q = Part("q"),
-            DP = Part("dp"), DQ = Part("dq"), InverseQ = Part("qi"),
+            Modulus = Part("n"),
+            Exponent = Part("e"),
+            D = Part("d"),
+            P = Part("p"),
+            Q = Part("q"),
+            DP = Part("dp"),
+            DQ = Part("dq"),
+            InverseQ = Part("qi"),
         });
         return new DpopKey(rsa, null, algorithm ?? jwk["alg"]?.GetValue<string>() ?? "RS256");
     }

@@ -16,10 +16,13 @@ public sealed class ServerProcess : IAsyncDisposable
 
     private readonly Process _process;
 
-    private ServerProcess(Process process, Uri baseAddress)
+    private readonly string _issuer;
+
+    private ServerProcess(Process process, Uri baseAddress, string issuer)
     {
         _process = process;
         BaseAddress = baseAddress;
+        _issuer = issuer;
     }
 
     /// <summary>The server's own address, http://127.0.0.1:port/.</summary>
@@ -44,8 +47,10 @@ public sealed class ServerProcess : IAsyncDisposable
         info.ArgumentList.Add($"--Pit:Storage:ConnectionString=Data Source={Path.Combine(dataDirectory, "pit.db")}");
         info.ArgumentList.Add("--Logging:LogLevel:Default=Warning");
         info.ArgumentList.Add("--Pit:Auth:StandIn:Enabled=true");
-        info.ArgumentList.Add($"--Pit:Auth:Authority={Issuer(port.Value)}");
-        info.ArgumentList.Add($"--Pit:Auth:StandIn:Issuer={Issuer(port.Value)}");
+        // Instances that must accept each other's tokens are given one issuer in settings; otherwise each is its own.
+        var issuer = settings?.TryGetValue("Pit:Auth:StandIn:Issuer", out var shared) == true && shared is not null ? shared : Issuer(port.Value);
+        info.ArgumentList.Add($"--Pit:Auth:Authority={issuer}");
+        info.ArgumentList.Add($"--Pit:Auth:StandIn:Issuer={issuer}");
         info.ArgumentList.Add("--Pit:Auth:StandIn:SigningKey:kty=RSA");
         var signing = StandInKey.Value.ExportParameters(includePrivateParameters: true);
         foreach (var (name, value) in new[] { ("n", signing.Modulus), ("e", signing.Exponent), ("d", signing.D), ("p", signing.P), ("q", signing.Q), ("dp", signing.DP), ("dq", signing.DQ), ("qi", signing.InverseQ) })
@@ -63,7 +68,7 @@ public sealed class ServerProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => Keep(output, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new ServerProcess(process, new Uri($"http://127.0.0.1:{port}/"));
+        var server = new ServerProcess(process, new Uri($"http://127.0.0.1:{port}/"), issuer);
         using var probe = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(2) };
         for (var i = 0; i < 300; i++)
         {
@@ -96,17 +101,22 @@ public sealed class ServerProcess : IAsyncDisposable
     /// <summary>A DPoP-authenticated client (read and write) for <paramref name="organisation"/>.</summary>
     public HttpClient CreateClient(string organisation = "974762501")
     {
-        var minter = new AccessTokenMinter(
-            new SigningCredentials(new RsaSecurityKey(StandInKey.Value), SecurityAlgorithms.RsaSha256), Issuer(BaseAddress.Port), "nhn:pit");
         var key = DpopKey.CreateEcP256();
-        var token = minter.Mint(new AccessTokenSpec
+        return new HttpClient(new DpopHttpHandler(key, MintAccessToken(key, organisation)) { InnerHandler = new SocketsHttpHandler(), DisposesKey = true })
         {
-            Jkt = key.Thumbprint,
-            OrgnrParent = organisation,
-            Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
-        });
-        return new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = new SocketsHttpHandler() }) { BaseAddress = BaseAddress };
+            BaseAddress = BaseAddress,
+        };
     }
+
+    /// <summary>An access token (read and write) from this process's stand-in, bound to <paramref name="key"/>.</summary>
+    public string MintAccessToken(DpopKey key, string organisation = "974762501") =>
+        new AccessTokenMinter(new SigningCredentials(new RsaSecurityKey(StandInKey.Value), SecurityAlgorithms.RsaSha256), _issuer, "nhn:pit")
+            .Mint(new AccessTokenSpec
+            {
+                Jkt = key.Thumbprint,
+                OrgnrParent = organisation,
+                Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
+            });
 
     private static void Keep(System.Collections.Concurrent.ConcurrentQueue<string> output, string? line)
     {

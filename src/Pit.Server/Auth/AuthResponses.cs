@@ -1,5 +1,7 @@
 using System.Text;
-using System.Text.Json;
+using Hl7.Fhir.Model;
+using Task = System.Threading.Tasks.Task;
+using Pit.Server.Fhir;
 
 namespace Pit.Server.Auth;
 
@@ -14,8 +16,6 @@ internal sealed class DpopAuthenticationException(string error, string descripti
 /// <summary>Writes 401 and 403 answers: a <c>DPoP</c> challenge (RFC 9449 §7.1) and a FHIR OperationOutcome.</summary>
 internal static class AuthResponses
 {
-    public const string FhirJson = "application/fhir+json; charset=utf-8";
-
     public static Task WriteUnauthorizedAsync(HttpContext context, string algorithms, string? error, string? description, string? nonce)
     {
         var challenge = new StringBuilder("DPoP ");
@@ -33,7 +33,7 @@ internal static class AuthResponses
         }
 
         var diagnostics = description ?? "Authentication with a HelseID access token and a DPoP proof is required";
-        return WriteOutcomeAsync(context, error is null ? "login" : "security", diagnostics);
+        return WriteOutcomeAsync(context, error is null ? OperationOutcome.IssueType.Login : OperationOutcome.IssueType.Security, diagnostics);
     }
 
     public static Task WriteInsufficientScopeAsync(HttpContext context, string algorithms, string scope)
@@ -41,31 +41,28 @@ internal static class AuthResponses
         context.Response.StatusCode = StatusCodes.Status403Forbidden;
         context.Response.Headers.WWWAuthenticate =
             $"DPoP error=\"insufficient_scope\", error_description=\"The access token lacks scope {scope}\", scope=\"{scope}\", algs=\"{algorithms}\"";
-        return WriteOutcomeAsync(context, "forbidden", $"The access token lacks scope {scope}");
+        return WriteOutcomeAsync(context, OperationOutcome.IssueType.Forbidden, $"The access token lacks scope {scope}");
     }
 
     public static Task WriteForbiddenAsync(HttpContext context, string diagnostics)
     {
         context.Response.StatusCode = StatusCodes.Status403Forbidden;
-        return WriteOutcomeAsync(context, "forbidden", diagnostics);
+        return WriteOutcomeAsync(context, OperationOutcome.IssueType.Forbidden, diagnostics);
     }
 
-    private static async Task WriteOutcomeAsync(HttpContext context, string code, string diagnostics)
+    /// <summary>503: proofs cannot be checked for replay right now (the shared replay cache is unreachable).</summary>
+    public static Task WriteUnavailableAsync(HttpContext context)
     {
-        context.Response.ContentType = FhirJson;
+        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.Headers.RetryAfter = "5";
+        return WriteOutcomeAsync(context, OperationOutcome.IssueType.Transient,
+            "The service cannot check DPoP proofs right now. Nothing was done; retry later.");
+    }
+
+    private static Task WriteOutcomeAsync(HttpContext context, OperationOutcome.IssueType code, string diagnostics)
+    {
         context.Response.Headers.CacheControl = "no-store";
-        await using var writer = new Utf8JsonWriter(context.Response.Body);
-        writer.WriteStartObject();
-        writer.WriteString("resourceType", "OperationOutcome");
-        writer.WriteStartArray("issue");
-        writer.WriteStartObject();
-        writer.WriteString("severity", "error");
-        writer.WriteString("code", code);
-        writer.WriteString("diagnostics", diagnostics);
-        writer.WriteEndObject();
-        writer.WriteEndArray();
-        writer.WriteEndObject();
-        await writer.FlushAsync(context.RequestAborted);
+        return FhirResults.WriteAsync(context, Outcomes.Error(code, diagnostics), context.Response.StatusCode);
     }
 
     private static string Quote(string value) => value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal);

@@ -13,17 +13,29 @@ namespace Pit.Server.Auth;
 /// still checked on every request. Bounded; when full, expired entries are dropped, and if still full the result is
 /// simply not cached.
 /// </summary>
-internal sealed class CachingAccessTokenHandler(IOptions<PitAuthOptions> options, TimeProvider time) : JsonWebTokenHandler
+internal sealed class CachingAccessTokenHandler : JsonWebTokenHandler
 {
+    private readonly TimeProvider _time;
+
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
-    private readonly int _capacity = Math.Max(16, options.Value.TokenCacheCapacity);
+    private readonly int _capacity;
+
+    public CachingAccessTokenHandler(IOptions<PitAuthOptions> options, TimeProvider time)
+    {
+        _time = time;
+        _capacity = Math.Max(16, options.Value.TokenCacheCapacity);
+        MapInboundClaims = false;
+
+        // HelseID tokens are 1-2 KB; the library's 250 KB default invites needless parsing work.
+        MaximumTokenSizeInBytes = 16 * 1024;
+    }
 
     internal int Count => _cache.Count;
 
     public override async Task<TokenValidationResult> ValidateTokenAsync(string token, TokenValidationParameters validationParameters)
     {
         var key = Convert.ToBase64String(SHA256.HashData(Encoding.ASCII.GetBytes(token)));
-        var now = time.GetUtcNow();
+        var now = _time.GetUtcNow();
         if (_cache.TryGetValue(key, out var hit))
         {
             if (hit.ExpiresAt > now)

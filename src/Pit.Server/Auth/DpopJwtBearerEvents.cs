@@ -71,9 +71,19 @@ internal sealed partial class DpopJwtBearerEvents(
 
         var request = context.Request;
         var expectedHtu = publicBaseUrl.For(request) + request.Path.ToUriComponent();
-        var result = await validator.ValidateAsync(
-            new DpopProofRequest(request.Headers["DPoP"], request.Method, expectedHtu, token.EncodedToken, jkt, options.Value.DPoP.RequireNonce, ApiNoncePurpose),
-            context.HttpContext.RequestAborted);
+        DpopProofResult result;
+        try
+        {
+            result = await validator.ValidateAsync(
+                new DpopProofRequest(request.Headers["DPoP"], request.Method, expectedHtu, token.EncodedToken, jkt, options.Value.DPoP.RequireNonce, ApiNoncePurpose),
+                context.HttpContext.RequestAborted);
+        }
+        catch (ReplayCacheUnavailableException ex)
+        {
+            context.Fail(ex);
+            return;
+        }
+
         if (!result.Succeeded)
         {
             LogProofRefused(logger, result.Error);
@@ -90,6 +100,11 @@ internal sealed partial class DpopJwtBearerEvents(
     public override Task Challenge(JwtBearerChallengeContext context)
     {
         context.HandleResponse();
+        if (context.AuthenticateFailure is ReplayCacheUnavailableException)
+        {
+            return AuthResponses.WriteUnavailableAsync(context.HttpContext);
+        }
+
         var (error, description, nonce) = context.AuthenticateFailure switch
         {
             null => (null, null, null),

@@ -143,7 +143,9 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                 return Missing("htu");
             }
 
-            if (!p.TryGetProperty("iat", out var iatElement) || iatElement.ValueKind != JsonValueKind.Number || !iatElement.TryGetInt64(out iat))
+            // NumericDate may carry fractional seconds (RFC 7519 §2); they are dropped.
+            if (!p.TryGetProperty("iat", out var iatElement) || iatElement.ValueKind != JsonValueKind.Number
+                || !(iatElement.TryGetInt64(out iat) || (iatElement.TryGetDouble(out var iatSeconds) && TryTruncate(iatSeconds, out iat))))
             {
                 return Missing("iat");
             }
@@ -192,6 +194,13 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
         }
     }
 
+    private static bool TryTruncate(double seconds, out long value)
+    {
+        var valid = double.IsFinite(seconds) && seconds is > 0 and < 1e11;
+        value = valid ? (long)seconds : 0;
+        return valid;
+    }
+
     private static DpopProofResult Missing(string claim) =>
         DpopProofResult.Fail(DpopError.MissingClaim, $"The DPoP proof lacks a valid {claim} claim");
 
@@ -228,7 +237,9 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                 }
 
                 jkt = JwkThumbprint.Rsa(e, n);
-                if (_keys.GetOrImport(jkt, () => ImportRsa(n, e)) is not RSA rsa)
+                var (key, owned) = _keys.GetOrImport(jkt, () => ImportRsa(n, e));
+                using var disposeIfOwned = owned ? key : null;
+                if (key is not RSA rsa)
                 {
                     return badKey;
                 }
@@ -245,7 +256,9 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                 }
 
                 jkt = JwkThumbprint.Ec(crv, x, y);
-                if (_keys.GetOrImport(jkt, () => ImportEc(crv, x, y)) is not ECDsa ec)
+                var (key, owned) = _keys.GetOrImport(jkt, () => ImportEc(crv, x, y));
+                using var disposeIfOwned = owned ? key : null;
+                if (key is not ECDsa ec)
                 {
                     return badKey;
                 }
@@ -283,33 +296,36 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
 /// <summary>
 /// Imported proof public keys by RFC 7638 thumbprint: importing a key costs more than verifying with it, and a
 /// client proves with the same key on every request. Verification on a shared key object is what JWT libraries do
-/// with issuer keys too. Bounded: when full, keys are imported per request and not kept.
+/// with issuer keys too. Bounded: when full, keys are imported per request and handed to the caller to dispose.
 /// </summary>
 internal sealed class DpopKeyCache
 {
     private const int Capacity = 10_000;
     private readonly ConcurrentDictionary<string, AsymmetricAlgorithm> _keys = new(StringComparer.Ordinal);
+    private int _count;
 
-    public AsymmetricAlgorithm? GetOrImport(string jkt, Func<AsymmetricAlgorithm?> import)
+    /// <summary>The key for <paramref name="jkt"/>; <c>Owned</c> when the caller must dispose it (not cached).</summary>
+    public (AsymmetricAlgorithm? Key, bool Owned) GetOrImport(string jkt, Func<AsymmetricAlgorithm?> import)
     {
         if (_keys.TryGetValue(jkt, out var key))
         {
-            return key;
+            return (key, false);
         }
 
         var imported = import();
-        if (imported is null || _keys.Count >= Capacity)
+        if (imported is null || Volatile.Read(ref _count) >= Capacity)
         {
-            return imported;
+            return (imported, imported is not null);
         }
 
         if (_keys.TryAdd(jkt, imported))
         {
-            return imported;
+            Interlocked.Increment(ref _count);
+            return (imported, false);
         }
 
         imported.Dispose();
-        return _keys[jkt];
+        return (_keys[jkt], false);
     }
 }
 

@@ -11,10 +11,15 @@ public interface IDpopReplayCache
 {
     /// <summary>
     /// Records <paramref name="key"/> (a hash of jkt and jti) until <paramref name="expiresAt"/>. Returns false when
-    /// the key is already recorded, or when the cache cannot record it (it fails closed).
+    /// the key is already recorded, or when the cache is full of live entries (it fails closed). Throws
+    /// <see cref="ReplayCacheUnavailableException"/> when its store cannot be reached: the request is then refused with
+    /// 503 (the client is not at fault and may retry), never accepted unrecorded.
     /// </summary>
     ValueTask<bool> TryAddAsync(string key, DateTimeOffset expiresAt, CancellationToken cancellationToken);
 }
+
+/// <summary>The replay cache's store cannot be reached, so no proof can be accepted right now.</summary>
+public sealed class ReplayCacheUnavailableException(string message, Exception inner) : Exception(message, inner);
 
 /// <summary>Per-process replay cache bounded by <see cref="DpopOptions.ReplayCacheCapacity"/>.</summary>
 internal sealed partial class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options, TimeProvider time, ILogger<InMemoryDpopReplayCache> logger)

@@ -100,7 +100,7 @@ internal static class PitAuthSetup
         jwt.Audience = auth.Audience;
         jwt.EventsType = typeof(DpopJwtBearerEvents);
         jwt.TokenHandlers.Clear();
-        jwt.TokenHandlers.Add(auth.CacheValidatedTokens ? provider.GetRequiredService<CachingAccessTokenHandler>() : new JsonWebTokenHandler { MapInboundClaims = false });
+        jwt.TokenHandlers.Add(auth.CacheValidatedTokens ? provider.GetRequiredService<CachingAccessTokenHandler>() : new JsonWebTokenHandler { MapInboundClaims = false, MaximumTokenSizeInBytes = 16 * 1024 });
         if (standInEnabled)
         {
             jwt.ConfigurationManager = new StandInConfigurationManager(provider.GetRequiredService<StandInIssuer>());

@@ -48,6 +48,14 @@ internal static partial class FhirSetup
                     tooLarge ? OperationOutcome.IssueType.TooLong : OperationOutcome.IssueType.Invalid,
                     tooLarge ? "The request body is larger than the server accepts." : "The request could not be read."), ex.StatusCode);
             }
+            catch (Exception ex) when (!context.Response.HasStarted && IsStoreUnreachable(ex))
+            {
+                LogStoreUnreachable(logger, ex, context.Request.Method, context.Request.Path);
+                context.Response.Clear();
+                context.Response.Headers.RetryAfter = "5";
+                await FhirResults.WriteAsync(context, Outcomes.Error(OperationOutcome.IssueType.Transient,
+                    "The service cannot reach its store right now. Nothing was done; retry later."), StatusCodes.Status503ServiceUnavailable);
+            }
             catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
             {
                 var correlationId = Activity.Current?.TraceId.ToString() ?? context.TraceIdentifier;
@@ -81,6 +89,13 @@ internal static partial class FhirSetup
             FhirResults.Json(source.Get(context))).AllowAnonymous();
         return app;
     }
+
+    // A database that is down or restarting is a transient condition (503 + Retry-After), not a server bug (500).
+    private static bool IsStoreUnreachable(Exception ex) =>
+        ex is System.Data.Common.DbException { IsTransient: true } || ex.InnerException is System.Data.Common.DbException { IsTransient: true };
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "The store could not be reached for {Method} {Path}")]
+    private static partial void LogStoreUnreachable(ILogger logger, Exception exception, string method, string path);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Unexpected failure on {Method} {Path}; correlation id {CorrelationId}")]
     private static partial void LogUnexpected(ILogger logger, Exception exception, string correlationId, string method, string path);

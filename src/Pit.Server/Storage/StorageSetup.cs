@@ -40,6 +40,11 @@ internal static class StorageSetup
                     options.ConnectionString ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}", time),
             };
         });
+        if (configuration["Pit:Storage:Provider"] == "Postgres")
+        {
+            services.AddPitPostgresServices();
+        }
+
         services.AddSingleton<SharedSecrets>();
         services.AddHostedService<StoreInitializer>();
         services.AddHealthChecks().AddCheck<StoreHealthCheck>("store", tags: ["ready"]);

@@ -203,6 +203,23 @@ public sealed class DpopProofTests(AuthServerFixture fixture) : IClassFixture<Au
     }
 
     [Fact]
+    public async Task Proof_with_a_fractional_iat_is_accepted()
+    {
+        var token = _requests.ValidToken();
+        var header = new JsonObject { ["typ"] = "dpop+jwt", ["alg"] = "ES256", ["jwk"] = _requests.Key.PublicJwk.DeepClone() };
+        var payload = new JsonObject
+        {
+            ["jti"] = Guid.NewGuid().ToString("N"),
+            ["htm"] = "GET",
+            ["htu"] = _requests.PatientUrl.ToString(),
+            ["iat"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0,
+            ["ath"] = Base64Url.EncodeToString(System.Security.Cryptography.SHA256.HashData(Encoding.ASCII.GetBytes(token))),
+        };
+        using var response = await _requests.SendAsync(token, _requests.Key.SignJwt(header, payload));
+        AuthAssert.PassedAuthentication(response);
+    }
+
+    [Fact]
     public async Task Proof_issued_too_long_ago_is_refused()
     {
         using var response = await _requests.SendWithProofAsync(new DpopProofOptions { IssuedAt = DateTimeOffset.UtcNow.AddSeconds(-120) });
@@ -246,6 +263,26 @@ public sealed class DpopProofTests(AuthServerFixture fixture) : IClassFixture<Au
     }
 
     [Fact]
+    public async Task Same_proof_sent_concurrently_passes_at_most_once()
+    {
+        var token = _requests.ValidToken();
+        var proof = _requests.Proof(token);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => _requests.SendAsync(token, proof)));
+        try
+        {
+            Assert.Equal(1, responses.Count(r => r.StatusCode is not (System.Net.HttpStatusCode.Unauthorized or System.Net.HttpStatusCode.Forbidden)));
+            Assert.Equal(15, responses.Count(r => AuthAssert.Challenge(r).Contains("already been used", StringComparison.Ordinal)));
+        }
+        finally
+        {
+            foreach (var response in responses)
+            {
+                response.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Same_jti_from_a_different_key_is_not_a_replay()
     {
         using var other = DpopKey.CreateRsa("PS256");
@@ -280,5 +317,32 @@ public sealed class DpopProofTests(AuthServerFixture fixture) : IClassFixture<Au
             using var response = await client.GetAsync("v1/Patient?_count=5");
             AuthAssert.PassedAuthentication(response);
         }
+    }
+}
+
+/// <summary>Behind a proxy the proof names the public URL: <c>Pit:PublicBaseUrl</c>, path base included.</summary>
+public sealed class DpopPublicBaseUrlTests : IAsyncLifetime
+{
+    private const string PublicBase = "https://api.pit.test.nhn.no/pit";
+    private Infrastructure.TestServer _server = null!;
+
+    public async Task InitializeAsync() =>
+        _server = await Infrastructure.TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:PublicBaseUrl"] = PublicBase + "/" });
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task Htu_is_checked_against_the_configured_public_base_url_including_its_path_base()
+    {
+        using var requests = new AuthRequests(_server);
+        var token = requests.ValidToken();
+        using var accepted = await requests.SendAsync(token, requests.Proof(token, url: new Uri(PublicBase + "/v1/Patient?_count=2")));
+        AuthAssert.PassedAuthentication(accepted);
+
+        using var withoutPathBase = await requests.SendAsync(token, requests.Proof(token, url: new Uri("https://api.pit.test.nhn.no/v1/Patient")));
+        await AuthAssert.UnauthorizedAsync(withoutPathBase, "invalid_dpop_proof", "htu");
+
+        using var internalUrl = await requests.SendAsync(token, requests.Proof(token));
+        await AuthAssert.UnauthorizedAsync(internalUrl, "invalid_dpop_proof", "htu");
     }
 }

@@ -25,7 +25,10 @@ public sealed class PostgresServer : IAsyncLifetime
     {
         _bin = FindBinaries();
         _runAs = IsRoot() ? "postgres" : null;
-        _folder = Directory.CreateTempSubdirectory("pit-pg-").FullName;
+        // As root, under /tmp: the postgres user must be able to reach the folder, and TMPDIR may be private to root.
+        _folder = _runAs is null
+            ? Directory.CreateTempSubdirectory("pit-pg-").FullName
+            : Directory.CreateDirectory(Path.Combine("/tmp", $"pit-pg-{Guid.NewGuid():N}")).FullName;
         _dataDirectory = Path.Combine(_folder, "data");
         Port = FreePort();
     }

@@ -217,6 +217,68 @@ public abstract class PitStoreContractTests
     }
 
     [Fact]
+    public async Task Submissions_for_one_patient_in_one_batch_see_each_other_in_acceptance_order()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var store = await db.OpenStoreAsync();
+        var dNumber = new PatientKey(Submissions.DNumber, "41010112345");
+        var batch = new[]
+        {
+            Submissions.Create(TenantA, "1", gender: "female"),                       // new patient P, v1
+            Submissions.Create(TenantA, "1", gender: "male"),                         // P v2
+            Submissions.Create(TenantA, "1", gender: "male"),                         // unchanged
+            Submissions.Create(TenantA, "1", gender: "other", extraKeys: [dNumber]),  // P v3, known by 1 and the D-number
+            Submissions.Create(TenantA, "2", gender: "unknown", extraKeys: [dNumber]),// P v4 by the D-number, now known by 2 and it
+            Submissions.Create(TenantA, "1", gender: "female"),                       // 1 is free again: new patient Q
+        };
+        await store.AddSubmissionsAsync(batch, None);
+        Assert.Equal(6, await store.ApplyPendingAsync(50, None));
+
+        var records = new List<SubmissionRecord>();
+        foreach (var s in batch)
+        {
+            records.Add((await store.GetSubmissionAsync(s.Id, None))!);
+        }
+
+        var p = records[0].PatientId;
+        Assert.Equal(
+            [(SubmissionState.Applied, p, 1), (SubmissionState.Applied, p, 2), (SubmissionState.Unchanged, p, 2),
+             (SubmissionState.Applied, p, 3), (SubmissionState.Applied, p, 4)],
+            records.Take(5).Select(r => (r.State, r.PatientId, r.PatientVersion ?? 0)));
+        Assert.Equal(SubmissionState.Applied, records[5].State);
+        Assert.NotEqual(p, records[5].PatientId);
+        Assert.Equal(1, records[5].PatientVersion);
+
+        var patient = (await store.GetPatientAsync(p!, None))!;
+        Assert.Equal(4, patient.Version);
+        using (var json = JsonDocument.Parse(patient.Json))
+        {
+            Assert.Equal("unknown", json.RootElement.GetProperty("gender").GetString());
+            Assert.Equal("4", json.RootElement.GetProperty("meta").GetProperty("versionId").GetString());
+        }
+
+        // What the batch left behind is what the next batch matches against.
+        var next = new[]
+        {
+            Submissions.Create(TenantA, "2", gender: "unknown", extraKeys: [dNumber]),
+            Submissions.Create(TenantA, "1", gender: "male"),
+        };
+        await store.AddSubmissionsAsync(next, None);
+        await store.ApplyPendingAsync(50, None);
+        Assert.Equal((SubmissionState.Unchanged, p), await StateAsync(next[0]));
+        Assert.Equal((SubmissionState.Applied, records[5].PatientId), await StateAsync(next[1]));
+        var feed = await store.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 50), None);
+        Assert.Equal(2, feed.Count);
+        Assert.True(feed[0].LastUpdated < feed[1].LastUpdated);
+
+        async Task<(SubmissionState, string?)> StateAsync(NewSubmission s)
+        {
+            var r = (await store.GetSubmissionAsync(s.Id, None))!;
+            return (r.State, r.PatientId);
+        }
+    }
+
+    [Fact]
     public async Task Matching_is_per_tenant_so_one_identifier_in_two_tenants_makes_two_patients()
     {
         await using var db = await CreateDatabaseAsync();
@@ -310,10 +372,12 @@ public abstract class PitStoreContractTests
     public async Task Concurrent_appliers_apply_each_submission_once_and_a_polling_reader_sees_every_version_in_order()
     {
         await using var db = await CreateDatabaseAsync();
+        // A clock that stands still: lastUpdated order must come from commit order, not from the clock.
+        var time = new ManualTimeProvider(Start);
         var stores = new List<IPitStore>();
         for (var i = 0; i < (db.SupportsSeveralInstances ? 3 : 1); i++)
         {
-            stores.Add(await db.OpenStoreAsync());
+            stores.Add(await db.OpenStoreAsync(time));
         }
 
         const int Patients = 25;

@@ -18,7 +18,7 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         var stores = Enumerable.Range(0, 4)
-            .Select(_ => new PostgresPitStore(NpgsqlDataSource.Create(db.ConnectionString), TimeProvider.System, ownsDataSource: true))
+            .Select(_ => new PostgresPitStore(PostgresPitStore.CreateDataSource(db.ConnectionString), TimeProvider.System, ownsDataSource: true))
             .ToList();
         try
         {
@@ -123,6 +123,36 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_database_error_is_charged_to_its_own_submission_and_the_rest_of_the_batch_is_applied()
+    {
+        var options = new PostgresStoreOptions { MaxApplyAttempts = 2, ApplyRetryDelay = TimeSpan.FromSeconds(1) };
+        await using var db = await PostgresTestDatabase.CreateAsync(server, options);
+        var time = new ManualTimeProvider(Start);
+        var store = await db.OpenStoreAsync(time);
+        await using (var connection = new NpgsqlConnection(db.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var constraint = new NpgsqlCommand("ALTER TABLE patient_keys ADD CONSTRAINT no_poison CHECK (value <> 'poison');", connection);
+            await constraint.ExecuteNonQueryAsync();
+        }
+
+        var batch = new[] { Submissions.Create("t", "1"), Submissions.Create("t", "poison"), Submissions.Create("t", "2") };
+        await store.AddSubmissionsAsync(batch, None);
+        Assert.Equal(3, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(batch[0].Id, None))!.State);
+        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(batch[2].Id, None))!.State);
+        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(batch[1].Id, None))!.State);
+        Assert.Equal((1, "PostgresException 23514"), await AttemptsAsync(db, batch[1].Id));
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+        var failed = (await store.GetSubmissionAsync(batch[1].Id, None))!;
+        Assert.Equal(SubmissionState.Failed, failed.State);
+        Assert.Equal("Processing failed after 2 attempts: PostgresException 23514.", failed.Reason);
+        Assert.Equal(2, (await store.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
+    }
+
+    [Fact]
     public async Task A_connection_lost_in_the_middle_of_an_apply_is_not_counted_as_an_attempt()
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server, new PostgresStoreOptions { MaxApplyAttempts = 1 });
@@ -145,7 +175,7 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
 
         var apply = Task.Run(() => store.ApplyPendingAsync(10, None));
         var killed = false;
-        for (var i = 0; i < 200 && !killed; i++)
+        for (var i = 0; i < 1200 && !killed && !apply.IsCompleted; i++)
         {
             await Task.Delay(25);
             await using var kill = new NpgsqlCommand("""
@@ -155,7 +185,7 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
             killed = await kill.ExecuteScalarAsync() is true;
         }
 
-        Assert.True(killed);
+        Assert.True(killed, $"The apply never waited on the held row; it ended as {apply.Status}: {apply.Exception?.GetBaseException().Message}");
         await Assert.ThrowsAnyAsync<NpgsqlException>(() => apply);
         await tx.RollbackAsync();
 
@@ -270,6 +300,27 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
         });
         Assert.Equal(1, await PostgresPitStoreTests.RetryAsync(() => store.ApplyPendingAsync(10, None)));
         Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(before.Id, None))!.State);
+    }
+
+    [Fact]
+    public async Task A_database_restart_between_calls_costs_no_failed_call()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        var store = await db.OpenStoreAsync();
+        // Several idle pooled connections, all of which the restart will break.
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => store.CheckHealthAsync(None))));
+        var before = Submissions.Create("t", "1");
+        await store.AddSubmissionsAsync([before], None);
+
+        await server.StopAsync();
+        await server.StartAsync();
+
+        var after = Submissions.Create("t", "2");
+        await store.AddSubmissionsAsync([after], None);
+        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(before.Id, None))!.State);
+        await store.CheckHealthAsync(None);
+        Assert.Equal(2, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
     }
 
     [Fact]

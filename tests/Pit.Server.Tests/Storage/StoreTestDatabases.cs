@@ -95,7 +95,7 @@ internal sealed class PostgresTestDatabase(string connectionString, PostgresStor
     public override bool SupportsSeveralInstances => true;
 
     protected override IPitStore Create(TimeProvider time) =>
-        new PostgresPitStore(NpgsqlDataSource.Create(ConnectionString), time, options, ownsDataSource: true);
+        new PostgresPitStore(PostgresPitStore.CreateDataSource(ConnectionString), time, options, ownsDataSource: true);
 
     public override async Task AcceptLateAsync(NewSubmission earlier, Func<Task> meanwhile)
     {

@@ -22,17 +22,21 @@ internal sealed class PostgresStoreOptions
 /// <summary>
 /// The PostgreSQL engine, for several server instances over one database.
 /// <para>
-/// Queue: submissions are rows; every instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued
-/// rows in acceptance order with <c>FOR UPDATE SKIP LOCKED</c> and marks each done, unchanged, superseded or failed in
-/// the same transaction that writes the Patient.
+/// Queue: submissions are rows, inserted by a group commit (one transaction, one round trip per batch). Every
+/// instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued rows in acceptance order with
+/// <c>FOR UPDATE SKIP LOCKED</c> and marks each applied, unchanged, superseded or failed in the same transaction that
+/// writes the Patient. A submission whose apply throws is retried after a growing delay and ends as Failed after
+/// <see cref="PostgresStoreOptions.MaxApplyAttempts"/>; transient database errors are not counted.
 /// </para>
 /// <para>
 /// Change feed: every apply transaction first takes one transaction-scoped advisory lock (<see
 /// cref="PostgresSchema.FeedLockKey"/>) and holds it to commit; only then does it claim rows and read the clock
 /// (<c>max(last_updated)</c>). Apply transactions therefore commit one after the other, and each one's
 /// <c>lastUpdated</c> values are above everything committed before it, so <c>lastUpdated</c> order is commit
-/// (visibility) order across all instances. The same lock makes identifier matching race-free: two instances can
-/// never both create a Patient for one identifier.
+/// (visibility) order across all instances, whatever their clocks say. The same lock makes identifier matching
+/// race-free (two instances can never both create a Patient for one identifier) and keeps acceptance order across
+/// instances. Instances share the apply work by taking turns; a batch costs a handful of round trips (see
+/// <c>ApplySetBasedAsync</c>), so the serial section is short.
 /// </para>
 /// </summary>
 internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
@@ -57,6 +61,11 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(options), "Pit:Storage:MaxApplyAttempts must be at least 1.");
         }
 
+        if (_options.ApplyRetryDelay < TimeSpan.Zero || _options.ApplyRetryMaxDelay < _options.ApplyRetryDelay)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "Pit:Storage:ApplyRetryDelay must be >= 0 and <= Pit:Storage:ApplyRetryMaxDelay.");
+        }
+
         _dataSource = dataSource;
         _ownsDataSource = ownsDataSource;
         _time = time;
@@ -68,16 +77,59 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     {
         var configuration = services.GetRequiredService<IConfiguration>();
         var options = configuration.GetSection("Pit:Storage").Get<PostgresStoreOptions>() ?? new PostgresStoreOptions();
-        var dataSource = new NpgsqlDataSourceBuilder(storage.ConnectionString).Build();
+        var dataSource = CreateDataSource(storage.ConnectionString!);
         return new PostgresPitStore(
             dataSource, services.GetRequiredService<TimeProvider>(), options,
             services.GetRequiredService<ILogger<PostgresPitStore>>(), ownsDataSource: true);
     }
 
+    /// <summary>
+    /// A data source for <paramref name="connectionString"/> with this engine's defaults where the string leaves them
+    /// unset: automatic statement preparation (the engine's statements are few and repeated) and an application name.
+    /// </summary>
+    public static NpgsqlDataSource CreateDataSource(string connectionString)
+    {
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        var settings = builder.ConnectionStringBuilder;
+        if (!connectionString.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase))
+        {
+            settings.MaxAutoPrepare = 64;
+            settings.AutoPrepareMinUsages = 2;
+        }
+
+        settings.ApplicationName ??= "pit-server";
+        return builder.Build();
+    }
+
+    /// <summary>The pool this store works on; other PostgreSQL-backed services of the server share it.</summary>
+    internal NpgsqlDataSource DataSource => _dataSource;
+
     public Task InitializeAsync(CancellationToken cancellationToken) =>
         PostgresSchema.MigrateAsync(_dataSource, _logger, cancellationToken);
 
     public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await AddSubmissionsOnceAsync(batch, cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient && !cancellationToken.IsCancellationRequested)
+        {
+            // Most often a pooled connection the server dropped (restart, failover): once more on a fresh connection.
+            _dataSource.Clear();
+            try
+            {
+                await AddSubmissionsOnceAsync(batch, cancellationToken);
+            }
+            catch (PostgresException duplicate) when (duplicate is { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: "submissions_id_key" })
+            {
+                // The ids are new GUIDs, so only the first attempt can have stored them: it committed, and only its
+                // answer was lost with the connection.
+            }
+        }
+    }
+
+    private async Task AddSubmissionsOnceAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
         if (batch.Count == 0)
         {
@@ -113,7 +165,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return command;
     }
 
-    public async Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken)
+    public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => GetSubmissionOnceAsync(id, ct), cancellationToken);
+
+    private async Task<SubmissionRecord?> GetSubmissionOnceAsync(Guid id, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand("""
             SELECT tenant, seq, state, accepted_at, processed_at, patient_id, patient_version, reason
@@ -136,6 +191,35 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
 
     public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
     {
+        try
+        {
+            return await ApplyPendingOnceAsync(maxCount, cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient)
+        {
+            // Not retried here (the worker retries with backoff), but the next attempt should get a fresh connection.
+            _dataSource.Clear();
+            throw;
+        }
+    }
+
+    private async Task<int> ApplyPendingOnceAsync(int maxCount, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ApplyBatchAsync(maxCount, oneByOne: false, cancellationToken);
+        }
+        catch (PostgresException ex) when (!ex.IsTransient)
+        {
+            // A set-based statement failed and the database does not say for which submission. Redo the batch one
+            // submission at a time, each under a savepoint, so the failure is charged to its own submission only.
+            _logger.LogWarning(ex, "Set-based apply failed ({SqlState}); applying this batch one submission at a time.", ex.SqlState);
+            return await ApplyBatchAsync(maxCount, oneByOne: true, cancellationToken);
+        }
+    }
+
+    private async Task<int> ApplyBatchAsync(int maxCount, bool oneByOne, CancellationToken cancellationToken)
+    {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
 
@@ -145,7 +229,6 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
             await feedLock.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        var now = Now();
         var pending = new List<Claimed>();
         long clock;
         await using (var claim = new NpgsqlBatch(connection, tx))
@@ -154,7 +237,7 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
                 SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts FROM submissions
                 WHERE state = 0 AND retry_at <= $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED;
                 """);
-            select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now });
+            select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = Now() });
             select.Parameters.Add(new NpgsqlParameter<int> { TypedValue = maxCount });
             claim.BatchCommands.Add(select);
             claim.BatchCommands.Add(new NpgsqlBatchCommand("SELECT coalesce(max(last_updated), 0) FROM patients;"));
@@ -165,7 +248,7 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
                 var values = reader.GetFieldValue<string[]>(5);
                 pending.Add(new Claimed(
                     reader.GetInt64(0), reader.GetString(1), reader.GetFieldValue<byte[]>(2), reader.GetFieldValue<byte[]>(3),
-                    systems.Zip(values, (s, v) => new PatientKey(s, v)).ToList(), reader.GetInt32(6)));
+                    systems.Zip(values, (s, v) => new PatientKey(s, v)).Distinct().ToList(), reader.GetInt32(6)));
             }
 
             await reader.NextResultAsync(cancellationToken);
@@ -173,27 +256,15 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
             clock = reader.GetInt64(0);
         }
 
-        if (pending.Count == 0)
+        if (pending.Count > 0)
         {
-            await tx.CommitAsync(cancellationToken);
-            return 0;
-        }
-
-        foreach (var s in pending)
-        {
-            now = Now();
-            try
+            if (oneByOne)
             {
-                clock = await ApplyOneAsync(connection, tx, s, clock, now, cancellationToken);
+                await ApplyOneByOneAsync(connection, tx, pending, clock, cancellationToken);
             }
-            catch (Exception ex) when (IsApplyFailure(ex, connection))
+            else
             {
-                await using (var rollback = new NpgsqlCommand("ROLLBACK TO SAVEPOINT apply_one; RELEASE SAVEPOINT apply_one;", connection, tx))
-                {
-                    await rollback.ExecuteNonQueryAsync(cancellationToken);
-                }
-
-                await RecordFailedAttemptAsync(connection, tx, s, ex, now, cancellationToken);
+                await ApplySetBasedAsync(connection, tx, pending, clock, cancellationToken);
             }
         }
 
@@ -201,12 +272,194 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return pending.Count;
     }
 
+    /// <summary>
+    /// The fast path: a constant number of round trips per batch. Loads every Patient the batch's identifiers point
+    /// at (with all their identifiers), decides each submission in acceptance order against that in-memory picture
+    /// (so later submissions see earlier ones of the same batch), then writes the final state of each touched Patient
+    /// and every outcome in one round trip. Only the final version of a Patient is stored, so versions superseded
+    /// inside one batch never become visible; their lastUpdated values are simply skipped.
+    /// </summary>
+    private async Task ApplySetBasedAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<Claimed> pending, long clock, CancellationToken cancellationToken)
+    {
+        var patients = new Dictionary<string, PatientState>(StringComparer.Ordinal);
+        var owners = new Dictionary<(string Tenant, string System, string Value), PatientState>();
+        var lookup = pending.SelectMany(s => s.Keys.Select(k => (s.Tenant, k.System, k.Value))).Distinct().ToList();
+        await using (var load = new NpgsqlCommand("""
+            SELECT p.id, p.tenant, p.version, p.content_hash, p.last_seq, pk.system, pk.value
+            FROM patients p JOIN patient_keys pk ON pk.patient_id = p.id
+            WHERE p.id IN (
+                SELECT m.patient_id FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, system, value)
+                JOIN patient_keys m ON m.tenant = k.tenant AND m.system = k.system AND m.value = k.value);
+            """, connection, tx))
+        {
+            load.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = lookup.Select(k => k.Tenant).ToArray() });
+            load.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = lookup.Select(k => k.System).ToArray() });
+            load.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = lookup.Select(k => k.Value).ToArray() });
+            await using var reader = await load.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var id = reader.GetString(0);
+                if (!patients.TryGetValue(id, out var patient))
+                {
+                    patient = new PatientState(id, reader.GetString(1))
+                    {
+                        Version = reader.GetInt32(2),
+                        Hash = reader.GetFieldValue<byte[]>(3),
+                        LastSequence = reader.GetInt64(4),
+                    };
+                    patients.Add(id, patient);
+                }
+
+                var key = new PatientKey(reader.GetString(5), reader.GetString(6));
+                patient.Keys.Add(key);
+                owners[(patient.Tenant, key.System, key.Value)] = patient;
+            }
+        }
+
+        var outcomes = new List<Outcome>(pending.Count);
+        foreach (var s in pending)
+        {
+            var now = Now();
+            try
+            {
+                var matched = new List<PatientState>(1);
+                foreach (var key in s.Keys)
+                {
+                    if (owners.TryGetValue((s.Tenant, key.System, key.Value), out var owner) && !matched.Contains(owner))
+                    {
+                        matched.Add(owner);
+                    }
+                }
+
+                var decision = PatientUpsert.Decide(
+                    s.Sequence, s.Hash, matched.ConvertAll(m => new ExistingPatient(m.Id, m.Version, m.Hash, m.LastSequence)), PatientUpsert.NewPatientId);
+                switch (decision.Action)
+                {
+                    case UpsertAction.Write:
+                        var lastUpdated = Math.Max(now, clock + 1);
+                        // Compose first: if it throws, nothing in the picture has changed.
+                        var json = PatientJson.Compose(s.Content, decision.PatientId!, decision.Version, lastUpdated, s.Tenant);
+                        if (!patients.TryGetValue(decision.PatientId!, out var patient))
+                        {
+                            patient = new PatientState(decision.PatientId!, s.Tenant);
+                            patients.Add(patient.Id, patient);
+                        }
+
+                        foreach (var old in patient.Keys)
+                        {
+                            owners.Remove((patient.Tenant, old.System, old.Value));
+                        }
+
+                        patient.Keys.Clear();
+                        patient.Keys.AddRange(s.Keys);
+                        foreach (var key in s.Keys)
+                        {
+                            owners[(patient.Tenant, key.System, key.Value)] = patient;
+                        }
+
+                        patient.Version = decision.Version;
+                        patient.Hash = s.Hash;
+                        patient.LastSequence = s.Sequence;
+                        patient.LastUpdated = lastUpdated;
+                        patient.Json = json;
+                        clock = lastUpdated;
+                        outcomes.Add(Outcome.Done(s.Sequence, SubmissionState.Applied, now, patient.Id, decision.Version, null));
+                        break;
+                    case UpsertAction.Unchanged:
+                        var current = patients[decision.PatientId!];
+                        current.LastSequence = Math.Max(current.LastSequence, s.Sequence);
+                        current.SequenceTouched = true;
+                        outcomes.Add(Outcome.Done(s.Sequence, SubmissionState.Unchanged, now, decision.PatientId, decision.Version, null));
+                        break;
+                    case UpsertAction.Superseded:
+                        outcomes.Add(Outcome.Done(s.Sequence, SubmissionState.Superseded, now, decision.PatientId, decision.Version, null));
+                        break;
+                    default:
+                        outcomes.Add(Outcome.Done(s.Sequence, SubmissionState.Failed, now, null, null, decision.Reason));
+                        break;
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                outcomes.Add(FailedAttempt(s, ex, now));
+            }
+        }
+
+        await using var write = new NpgsqlBatch(connection, tx);
+        var written = patients.Values.Where(p => p.Json is not null).ToList();
+        if (written.Count > 0)
+        {
+            var upsert = new NpgsqlBatchCommand("""
+                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bytea[])
+                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
+                """);
+            upsert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = written.ConvertAll(p => p.Id).ToArray() });
+            upsert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = written.ConvertAll(p => p.Tenant).ToArray() });
+            upsert.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = written.ConvertAll(p => p.Version).ToArray() });
+            upsert.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = written.ConvertAll(p => p.LastUpdated).ToArray() });
+            upsert.Parameters.Add(new NpgsqlParameter<byte[][]> { TypedValue = written.ConvertAll(p => p.Hash).ToArray() });
+            upsert.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = written.ConvertAll(p => p.LastSequence).ToArray() });
+            upsert.Parameters.Add(new NpgsqlParameter<byte[][]> { TypedValue = written.ConvertAll(p => p.Json!).ToArray() });
+            write.BatchCommands.Add(upsert);
+            var keys = written.SelectMany(p => p.Keys.Select(k => (p.Id, p.Tenant, k.System, k.Value))).ToList();
+            foreach (var command in ReplaceKeys(written.ConvertAll(p => p.Id).ToArray(), keys))
+            {
+                write.BatchCommands.Add(command);
+            }
+        }
+
+        var touched = patients.Values.Where(p => p.Json is null && p.SequenceTouched).ToList();
+        if (touched.Count > 0)
+        {
+            var touch = new NpgsqlBatchCommand("""
+                UPDATE patients AS p SET last_seq = greatest(p.last_seq, t.seq)
+                FROM unnest($1::text[], $2::bigint[]) AS t(id, seq) WHERE p.id = t.id;
+                """);
+            touch.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = touched.ConvertAll(p => p.Id).ToArray() });
+            touch.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = touched.ConvertAll(p => p.LastSequence).ToArray() });
+            write.BatchCommands.Add(touch);
+        }
+
+        write.BatchCommands.Add(MarkOutcomes(outcomes));
+        await write.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// The careful path, used when a set-based write failed: each submission under its own savepoint, so a database
+    /// error rolls back that submission only and is counted as one of its attempts.
+    /// </summary>
+    private async Task ApplyOneByOneAsync(NpgsqlConnection connection, NpgsqlTransaction tx, List<Claimed> pending, long clock, CancellationToken cancellationToken)
+    {
+        foreach (var s in pending)
+        {
+            var now = Now();
+            try
+            {
+                clock = await ApplyOneAsync(connection, tx, s, clock, now, cancellationToken);
+            }
+            catch (Exception ex) when (IsApplyFailure(ex, connection))
+            {
+                await using var batch = new NpgsqlBatch(connection, tx)
+                {
+                    BatchCommands =
+                    {
+                        new NpgsqlBatchCommand("ROLLBACK TO SAVEPOINT apply_one;"),
+                        new NpgsqlBatchCommand("RELEASE SAVEPOINT apply_one;"),
+                        MarkOutcomes([FailedAttempt(s, ex, now)]),
+                    },
+                };
+                await batch.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+    }
+
     private static async Task<long> ApplyOneAsync(
         NpgsqlConnection connection, NpgsqlTransaction tx, Claimed s, long clock, long now, CancellationToken cancellationToken)
     {
-        var keys = s.Keys.Distinct().ToArray();
-        var systems = keys.Select(k => k.System).ToArray();
-        var values = keys.Select(k => k.Value).ToArray();
+        var systems = s.Keys.Select(k => k.System).ToArray();
+        var values = s.Keys.Select(k => k.Value).ToArray();
         var matches = new List<ExistingPatient>(1);
         await using (var find = new NpgsqlBatch(connection, tx))
         {
@@ -231,6 +484,7 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         var decision = PatientUpsert.Decide(s.Sequence, s.Hash, matches, PatientUpsert.NewPatientId);
         await using var write = new NpgsqlBatch(connection, tx);
         var result = clock;
+        Outcome outcome;
         switch (decision.Action)
         {
             case UpsertAction.Write:
@@ -250,19 +504,11 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
                 upsert.Parameters.Add(new NpgsqlParameter<long> { TypedValue = s.Sequence });
                 upsert.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = json });
                 write.BatchCommands.Add(upsert);
-                var deleteKeys = new NpgsqlBatchCommand("DELETE FROM patient_keys WHERE patient_id = $1;");
-                deleteKeys.Parameters.Add(new NpgsqlParameter<string> { TypedValue = decision.PatientId! });
-                write.BatchCommands.Add(deleteKeys);
-                var insertKeys = new NpgsqlBatchCommand("""
-                    INSERT INTO patient_keys (tenant, system, value, patient_id)
-                    SELECT $1, k.system, k.value, $4 FROM unnest($2::text[], $3::text[]) AS k(system, value);
-                    """);
-                insertKeys.Parameters.Add(new NpgsqlParameter<string> { TypedValue = s.Tenant });
-                insertKeys.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = systems });
-                insertKeys.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = values });
-                insertKeys.Parameters.Add(new NpgsqlParameter<string> { TypedValue = decision.PatientId! });
-                write.BatchCommands.Add(insertKeys);
-                write.BatchCommands.Add(Mark(s.Sequence, SubmissionState.Applied, now, decision.PatientId, decision.Version, null));
+                foreach (var command in ReplaceKeys([decision.PatientId!], s.Keys.Select(k => (decision.PatientId!, s.Tenant, k.System, k.Value)).ToList()))
+                {
+                    write.BatchCommands.Add(command);
+                }
+                outcome = Outcome.Done(s.Sequence, SubmissionState.Applied, now, decision.PatientId, decision.Version, null);
                 result = lastUpdated;
                 break;
             case UpsertAction.Unchanged:
@@ -270,16 +516,17 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
                 touch.Parameters.Add(new NpgsqlParameter<long> { TypedValue = s.Sequence });
                 touch.Parameters.Add(new NpgsqlParameter<string> { TypedValue = decision.PatientId! });
                 write.BatchCommands.Add(touch);
-                write.BatchCommands.Add(Mark(s.Sequence, SubmissionState.Unchanged, now, decision.PatientId, decision.Version, null));
+                outcome = Outcome.Done(s.Sequence, SubmissionState.Unchanged, now, decision.PatientId, decision.Version, null);
                 break;
             case UpsertAction.Superseded:
-                write.BatchCommands.Add(Mark(s.Sequence, SubmissionState.Superseded, now, decision.PatientId, decision.Version, null));
+                outcome = Outcome.Done(s.Sequence, SubmissionState.Superseded, now, decision.PatientId, decision.Version, null);
                 break;
             default:
-                write.BatchCommands.Add(Mark(s.Sequence, SubmissionState.Failed, now, null, null, decision.Reason));
+                outcome = Outcome.Done(s.Sequence, SubmissionState.Failed, now, null, null, decision.Reason);
                 break;
         }
 
+        write.BatchCommands.Add(MarkOutcomes([outcome]));
         write.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT apply_one;"));
         await write.ExecuteNonQueryAsync(cancellationToken);
         return result;
@@ -294,55 +541,69 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         && ex is not NpgsqlException { IsTransient: true }
         && connection.FullState == ConnectionState.Open;
 
-    private async Task RecordFailedAttemptAsync(
-        NpgsqlConnection connection, NpgsqlTransaction tx, Claimed s, Exception ex, long now, CancellationToken cancellationToken)
+    /// <summary>The outcome of a failed attempt: retried after a growing delay, or Failed once attempts run out.</summary>
+    private Outcome FailedAttempt(Claimed s, Exception ex, long now)
     {
         var attempts = s.Attempts + 1;
         // Type names only: exception messages may quote health data.
         var error = ex is PostgresException pg ? $"{ex.GetType().Name} {pg.SqlState}" : ex.GetType().Name;
-        NpgsqlBatchCommand command;
         if (attempts >= _options.MaxApplyAttempts)
         {
             _logger.LogError(ex, "Submission {Sequence} failed for good after {Attempts} attempts.", s.Sequence, attempts);
-            command = Mark(s.Sequence, SubmissionState.Failed, now, null, null, $"Processing failed after {attempts} attempts: {error}.");
-        }
-        else
-        {
-            _logger.LogWarning(ex, "Submission {Sequence} could not be applied (attempt {Attempts}); will retry.", s.Sequence, attempts);
-            var delay = Math.Min(
-                _options.ApplyRetryDelay.Ticks * (1L << Math.Min(attempts - 1, 20)),
-                _options.ApplyRetryMaxDelay.Ticks) / TimeSpan.TicksPerMicrosecond;
-            command = new NpgsqlBatchCommand("UPDATE submissions SET retry_at = $1, last_error = $2 WHERE seq = $3;");
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now + delay });
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = error });
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = s.Sequence });
+            return new Outcome(s.Sequence, SubmissionState.Failed, now, null, null,
+                $"Processing failed after {attempts} attempts: {error}.", attempts, null, error);
         }
 
-        var count = new NpgsqlBatchCommand("UPDATE submissions SET attempts = $1 WHERE seq = $2;");
-        count.Parameters.Add(new NpgsqlParameter<int> { TypedValue = attempts });
-        count.Parameters.Add(new NpgsqlParameter<long> { TypedValue = s.Sequence });
-        await using var batch = new NpgsqlBatch(connection, tx) { BatchCommands = { command, count } };
-        await batch.ExecuteNonQueryAsync(cancellationToken);
+        _logger.LogWarning(ex, "Submission {Sequence} could not be applied (attempt {Attempts}); will retry.", s.Sequence, attempts);
+        var delay = Math.Min(
+            _options.ApplyRetryDelay.Ticks * (1L << Math.Min(attempts - 1, 20)),
+            _options.ApplyRetryMaxDelay.Ticks) / TimeSpan.TicksPerMicrosecond;
+        return new Outcome(s.Sequence, SubmissionState.Queued, null, null, null, null, attempts, now + delay, error);
     }
 
-    private static NpgsqlBatchCommand Mark(long seq, SubmissionState state, long now, string? patientId, int? version, string? reason)
+    private static IEnumerable<NpgsqlBatchCommand> ReplaceKeys(string[] patientIds, List<(string Id, string Tenant, string System, string Value)> keys)
     {
-        // The content is dropped once processed (kept when failed, for diagnosis): less health data lies about.
-        var command = new NpgsqlBatchCommand("""
-            UPDATE submissions SET state = $1, processed_at = $2, patient_id = $3, patient_version = $4, reason = $5,
-                content = CASE WHEN $1 = 4 THEN content ELSE NULL END
-            WHERE seq = $6;
+        var delete = new NpgsqlBatchCommand("DELETE FROM patient_keys WHERE patient_id = ANY($1::text[]);");
+        delete.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = patientIds });
+        var insert = new NpgsqlBatchCommand("""
+            INSERT INTO patient_keys (tenant, system, value, patient_id)
+            SELECT k.tenant, k.system, k.value, k.id FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(id, tenant, system, value);
             """);
-        command.Parameters.Add(new NpgsqlParameter<short> { TypedValue = (short)state });
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now });
-        command.Parameters.Add(Text(patientId));
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)version ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Integer });
-        command.Parameters.Add(Text(reason));
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = seq });
+        insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = keys.ConvertAll(k => k.Id).ToArray() });
+        insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = keys.ConvertAll(k => k.Tenant).ToArray() });
+        insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = keys.ConvertAll(k => k.System).ToArray() });
+        insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = keys.ConvertAll(k => k.Value).ToArray() });
+        return [delete, insert];
+    }
+
+    private static NpgsqlBatchCommand MarkOutcomes(IReadOnlyList<Outcome> outcomes)
+    {
+        // The content is dropped once processed (kept while queued and when failed, for diagnosis): less health data lies about.
+        var command = new NpgsqlBatchCommand("""
+            UPDATE submissions AS s SET state = u.state, processed_at = u.processed_at, patient_id = u.patient_id,
+                patient_version = u.version, reason = u.reason, attempts = coalesce(u.attempts, s.attempts),
+                retry_at = coalesce(u.retry_at, s.retry_at), last_error = coalesce(u.last_error, s.last_error),
+                content = CASE WHEN u.state IN (0, 4) THEN s.content END
+            FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::integer[], $8::bigint[], $9::text[])
+                AS u(seq, state, processed_at, patient_id, version, reason, attempts, retry_at, last_error)
+            WHERE s.seq = u.seq;
+            """);
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = outcomes.Select(o => o.Sequence).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<short[]> { TypedValue = outcomes.Select(o => (short)o.State).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = outcomes.Select(o => o.ProcessedAt).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = outcomes.Select(o => o.PatientId).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<int?[]> { TypedValue = outcomes.Select(o => o.Version).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = outcomes.Select(o => o.Reason).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<int?[]> { TypedValue = outcomes.Select(o => o.Attempts).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = outcomes.Select(o => o.RetryAt).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = outcomes.Select(o => o.LastError).ToArray() });
         return command;
     }
 
-    public async Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken)
+    public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => GetPatientOnceAsync(id, ct), cancellationToken);
+
+    private async Task<PatientRecord?> GetPatientOnceAsync(string id, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand("SELECT id, tenant, version, last_updated, json FROM patients WHERE id = $1;");
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
@@ -350,7 +611,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return await reader.ReadAsync(cancellationToken) ? ReadPatient(reader) : null;
     }
 
-    public async Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => SearchOnceAsync(query, ct), cancellationToken);
+
+    private async Task<IReadOnlyList<PatientRecord>> SearchOnceAsync(PatientPageQuery query, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand();
         BuildSearch(command, query);
@@ -405,7 +669,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
             $" ORDER BY last_updated {direction}, id {direction} LIMIT ${command.Parameters.Count};");
     }
 
-    public async Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)
+    public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => GetOrCreateSecretOnceAsync(name, create, ct), cancellationToken);
+
+    private async Task<byte[]> GetOrCreateSecretOnceAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using (var insert = new NpgsqlCommand("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING;", connection))
@@ -422,6 +689,20 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     }
 
     public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await AppendAuditOnceAsync(entries, cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient)
+        {
+            // Not repeated (a lost commit answer would duplicate lines), but the caller's retry gets a fresh connection.
+            _dataSource.Clear();
+            throw;
+        }
+    }
+
+    private async Task AppendAuditOnceAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
         if (entries.Count == 0)
         {
@@ -447,7 +728,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
+        RetryOnceAsync(ct => ReadAuditOnceAsync(organisation, limit, ct), cancellationToken);
+
+    private async Task<IReadOnlyList<AuditEntry>> ReadAuditOnceAsync(string? organisation, int limit, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(string.Concat(
             "SELECT at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome FROM audit_log",
@@ -474,18 +758,37 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return result;
     }
 
-    public async Task CheckHealthAsync(CancellationToken cancellationToken)
-    {
-        // A real round trip on a pooled connection: a pooled connection to a stopped server fails here, not on open.
-        await using var command = _dataSource.CreateCommand("SELECT count(*) FROM schema_migrations;");
-        await command.ExecuteScalarAsync(cancellationToken);
-    }
+    public Task CheckHealthAsync(CancellationToken cancellationToken) =>
+        RetryOnceAsync(async ct =>
+        {
+            // A real round trip: a pooled connection to a restarted server fails here, not on open.
+            await using var command = _dataSource.CreateCommand("SELECT count(*) FROM schema_migrations;");
+            return await command.ExecuteScalarAsync(ct);
+        }, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
         if (_ownsDataSource)
         {
             await _dataSource.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Runs an operation that is safe to repeat. After a transient failure, most often a pooled connection the server
+    /// dropped in a restart or failover, it clears the pool and tries once more on a fresh connection, so a recovered
+    /// database does not cost a failed request per stale pooled connection.
+    /// </summary>
+    private async Task<T> RetryOnceAsync<T>(Func<CancellationToken, Task<T>> operation, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await operation(cancellationToken);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient && !cancellationToken.IsCancellationRequested)
+        {
+            _dataSource.Clear();
+            return await operation(cancellationToken);
         }
     }
 
@@ -497,5 +800,29 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     private static NpgsqlParameter Text(string? value) =>
         new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text };
 
-    private sealed record Claimed(long Sequence, string Tenant, byte[] Content, byte[] Hash, IReadOnlyList<PatientKey> Keys, int Attempts);
+    private sealed record Claimed(long Sequence, string Tenant, byte[] Content, byte[] Hash, List<PatientKey> Keys, int Attempts);
+
+    /// <summary>What happens to one submission; null attempts, retry time and error leave the stored values.</summary>
+    private sealed record Outcome(
+        long Sequence, SubmissionState State, long? ProcessedAt, string? PatientId, int? Version, string? Reason,
+        int? Attempts, long? RetryAt, string? LastError)
+    {
+        public static Outcome Done(long sequence, SubmissionState state, long now, string? patientId, int? version, string? reason) =>
+            new(sequence, state, now, patientId, version, reason, null, null, null);
+    }
+
+    /// <summary>A Patient as the set-based apply sees it: loaded, then changed by the batch in acceptance order.</summary>
+    private sealed class PatientState(string id, string tenant)
+    {
+        public string Id { get; } = id;
+        public string Tenant { get; } = tenant;
+        public List<PatientKey> Keys { get; } = [];
+        public int Version { get; set; }
+        public byte[] Hash { get; set; } = [];
+        public long LastSequence { get; set; }
+        public long LastUpdated { get; set; }
+        /// <summary>Set when the batch wrote a new version.</summary>
+        public byte[]? Json { get; set; }
+        public bool SequenceTouched { get; set; }
+    }
 }

@@ -75,6 +75,12 @@ internal static class PostgresSchema
                 outcome text NOT NULL);
             CREATE INDEX audit_log_organisation ON audit_log (organisation, id);
             """),
+        (2, "dpop replay cache", """
+            CREATE TABLE dpop_replay (
+                key text COLLATE "C" PRIMARY KEY,
+                expires_at bigint NOT NULL);
+            CREATE INDEX dpop_replay_expiry ON dpop_replay (expires_at);
+            """),
     ];
 
     /// <summary>The version the code expects.</summary>
