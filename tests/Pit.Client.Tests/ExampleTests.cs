@@ -1,0 +1,62 @@
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+
+namespace Pit.Client.Tests;
+
+public sealed class ExampleTests
+{
+    private static readonly int[] FirstWeights = [3, 7, 6, 1, 8, 9, 4, 5, 2];
+    private static readonly int[] SecondWeights = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
+
+    public static TheoryData<string> ExampleFiles()
+    {
+        var data = new TheoryData<string>();
+        foreach (var file in Directory.EnumerateFiles(ExamplesFolder(), "*.json").Order(StringComparer.Ordinal))
+        {
+            data.Add(Path.GetFileName(file));
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(ExampleFiles))]
+    public void Example_is_a_strict_FHIR_Patient_with_a_valid_synthetic_fodselsnummer(string file)
+    {
+        var json = File.ReadAllText(Path.Combine(ExamplesFolder(), file));
+        var patient = JsonSerializer.Deserialize<Patient>(json, new JsonSerializerOptions().ForFhir(ModelInfo.ModelInspector).UsingMode(DeserializationMode.Strict))!;
+
+        var fnr = Assert.Single(patient.Identifier, i => i.System == "urn:oid:2.16.578.1.12.4.1.4.1").Value!;
+        Assert.Matches("^[0-9]{11}$", fnr);
+        var month = int.Parse(fnr.AsSpan(2, 2), provider: null);
+        Assert.InRange(month, 81, 92); // synthetic: month + 80
+        Assert.Equal(ControlDigit(fnr[..9], FirstWeights), fnr[9] - '0');
+        Assert.Equal(ControlDigit(fnr[..10], SecondWeights), fnr[10] - '0');
+        Assert.Equal(patient.BirthDate, $"{BirthYear(patient.BirthDate!)}-{month - 80:00}-{fnr[..2]}");
+    }
+
+    private static int ControlDigit(string digits, int[] weights)
+    {
+        var sum = digits.Select((c, i) => (c - '0') * weights[i]).Sum();
+        var control = 11 - (sum % 11);
+        Assert.NotEqual(10, control);
+        return control == 11 ? 0 : control;
+    }
+
+    private static string BirthYear(string birthDate) => birthDate[..4];
+
+    private static string ExamplesFolder()
+    {
+        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
+        {
+            var candidate = Path.Combine(folder.FullName, "examples");
+            if (File.Exists(Path.Combine(candidate, "README.md")) && File.Exists(Path.Combine(folder.FullName, "Pit.slnx")))
+            {
+                return candidate;
+            }
+        }
+
+        throw new DirectoryNotFoundException("examples/ not found above the test output folder.");
+    }
+}
