@@ -204,10 +204,11 @@ internal sealed partial record PatientSearchQuery
             return null;
         }
 
-        var nanos = ((instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) * 100) + fractionNanos;
+        // Nanoseconds since the epoch exceed a long after the year 2262: compute in Int128, then round up to microseconds.
+        var nanos = ((Int128)(instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) * 100) + fractionNanos;
         var prefix = g["prefix"].Value;
         var bound = prefix is "gt" or "le" ? nanos + precisionNanos : nanos;
-        var micros = (long)Math.Ceiling(bound / 1000m);
+        var micros = (long)(bound >= 0 ? (bound + 999) / 1000 : bound / 1000); // ceiling: division truncates towards zero
         return (prefix is "gt" or "ge", micros);
     }
 

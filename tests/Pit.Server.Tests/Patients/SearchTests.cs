@@ -115,6 +115,15 @@ public sealed class SearchTests : IAsyncLifetime
         Assert.Equal(Ids(_patients), Ids(await SearchAsync($"_lastUpdated=ge{local}+01:00")));
     }
 
+    [Theory]
+    [InlineData("gt2999-01-01T00:00Z", 0)]
+    [InlineData("gt9999-12-31T23:59:59.999999999+14:00", 0)]
+    [InlineData("lt2999-01-01T00:00Z", 7)]
+    [InlineData("gt0001-01-01T00:00Z", 7)]
+    [InlineData("lt1000-01-01T00:00Z", 0)]
+    public async Task Far_past_and_future_bounds_are_exact(string bound, int expected) =>
+        Assert.Equal(expected, (await SearchAsync($"_lastUpdated={Uri.EscapeDataString(bound)}")).Count);
+
     [Fact]
     public async Task The_self_link_names_the_parameters_used()
     {
