@@ -1,175 +1,139 @@
-using System.Net;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Pit.Client.Tests.Infrastructure;
+using Pit.Server.Tests.Infrastructure;
 
 namespace Pit.Client.Tests;
 
-/// <summary>The <c>pit</c> commands against the in-memory PIT look-alike (the end-to-end tests use the real server).</summary>
+/// <summary>
+/// The <c>pit</c> commands against the real server on Kestrel loopback, as the development client (what
+/// <see cref="EndToEndTests"/> already covers is not repeated here).
+/// </summary>
+[Collection(EndToEndCollection.Name)]
 public sealed class CliTests : IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("pit-cli-");
-    private readonly FakePitServer _server = new();
-
-    public CliTests()
-    {
-        File.WriteAllText(Path.Combine(_folder.FullName, "client.jwk.json"), TestKeys.RsaPrivateJwk("cli"));
-    }
-
-    private string[] Connection =>
-        ["--base-url", FakePitServer.BaseUrl, "--authority", "https://helseid.example", "--client-id", "my-client", "--key-file", "client.jwk.json"];
 
     [Fact]
-    public async Task Submit_a_folder_with_wait_then_sync_writes_every_patient_once()
+    public async Task A_sync_that_died_after_writing_part_of_a_page_is_repaired_by_the_next_run()
     {
-        var examples = CopyExamples("patients");
-
-        var submit = await Pit(["submit", examples, "--wait"]);
-        var sync = await Pit(["sync", "--out", "patients.ndjson"]);
-
-        Assert.True(submit.ExitCode == 0, submit.ToString());
-        Assert.Contains("processed", submit.Out, StringComparison.Ordinal);
-        Assert.True(sync.ExitCode == 0, sync.ToString());
-        var lines = NdjsonIds();
-        Assert.Equal(6, lines.Count);
-        Assert.Equal(6, lines.Distinct().Count());
-    }
-
-    [Fact]
-    public async Task Sync_resumes_after_more_are_added_and_misses_or_repeats_nothing()
-    {
-        var examples = CopyExamples("patients");
-        await Pit(["submit", examples]);
-        await Pit(["sync", "--out", "patients.ndjson", "--count", "4"]);
-        var firstState = JsonNode.Parse(File.ReadAllText(Path.Combine(_folder.FullName, "patients.ndjson.state.json")))!;
-
-        // One Patient changes (a new version), one is new; the rest are unchanged resubmissions.
-        var changed = JsonNode.Parse(File.ReadAllText(Path.Combine(examples, "emil-berg.json")))!;
-        changed["telecom"] = new JsonArray { new JsonObject { ["system"] = "phone", ["value"] = "+4799887766", ["use"] = "mobile" } };
-        File.WriteAllText(Path.Combine(examples, "emil-berg.json"), changed.ToJsonString());
-        var added = JsonNode.Parse(File.ReadAllText(Path.Combine(examples, "astrid-lien.json")))!;
-        added["identifier"]![0]!["value"] = "15857812345";
-        File.WriteAllText(Path.Combine(examples, "new.ndjson"), added.ToJsonString() + "\n");
-        var resubmit = await Pit(["submit", examples]);
-        var second = await Pit(["sync", "--out", "patients.ndjson", "--count", "4"]);
-        var third = await Pit(["sync", "--out", "patients.ndjson"]);
-
-        Assert.True(resubmit.ExitCode == 0, resubmit.ToString());
-        Assert.True(second.ExitCode == 0, second.ToString());
-        Assert.Contains("Appended 2 ", second.Out, StringComparison.Ordinal);
-        Assert.Contains("Appended 0 ", third.Out, StringComparison.Ordinal);
-        var versions = NdjsonVersions();
-        Assert.Equal(8, versions.Count);
-        Assert.Equal(versions.Count, versions.Distinct().Count());
-        var resumed = _server.Handler.Seen.First(r => r.Url.Query.Contains("_lastUpdated=gt", StringComparison.Ordinal));
-        Assert.Contains("_lastUpdated=gt" + Uri.EscapeDataString(firstState["lastUpdated"]!.GetValue<string>()), resumed.Url.Query, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task Sync_drops_a_page_that_was_written_but_not_recorded()
-    {
-        await Pit(["submit", CopyExamples("patients")]);
-        await Pit(["sync", "--out", "patients.ndjson"]);
+        await using var server = await TestServer.StartAsync();
+        await Pit(server, "submit", RealPit.CopyExamples(_folder.FullName), "--wait");
+        await Pit(server, "sync", "--out", "patients.ndjson");
         // A run that died after writing part of a page but before saving its state.
         File.AppendAllText(Path.Combine(_folder.FullName, "patients.ndjson"), """{"resourceType":"Patient","id":"half""");
 
-        var again = await Pit(["sync", "--out", "patients.ndjson"]);
+        var again = await Pit(server, "sync", "--out", "patients.ndjson");
 
         Assert.True(again.ExitCode == 0, again.ToString());
-        Assert.Equal(6, NdjsonIds().Count);
+        var ids = NdjsonIds();
+        Assert.Equal(6, ids.Count);
+        Assert.Equal(6, ids.Distinct().Count());
     }
 
     [Fact]
     public async Task A_second_sync_while_one_runs_is_refused()
     {
+        await using var server = await TestServer.StartAsync();
         var state = Path.Combine(_folder.FullName, "patients.ndjson.state.json");
         using var held = new FileStream(state + ".lock", FileMode.Create, FileAccess.ReadWrite, FileShare.None);
 
-        var run = await Pit(["sync", "--out", "patients.ndjson"]);
+        var run = await Pit(server, "sync", "--out", "patients.ndjson");
 
-        Assert.Equal(1, run.ExitCode);
+        Assert.True(run.ExitCode == 1, run.ToString());
         Assert.Contains("Another pit sync", run.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_folder.FullName, "patients.ndjson")));
     }
 
     [Fact]
     public async Task Submit_reports_every_refused_file_with_its_OperationOutcome_and_exits_3()
     {
-        var folder = CopyExamples("mixed");
+        await using var server = await TestServer.StartAsync();
+        var folder = RealPit.CopyExamples(_folder.FullName, "mixed");
         File.WriteAllText(Path.Combine(folder, "no-identifier.json"), """{"resourceType":"Patient","name":[{"family":"Uten"}]}""");
-        File.WriteAllText(Path.Combine(folder, "broken.ndjson"), "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"1\"}]}\nnot json\n");
+        var valid = JsonNode.Parse(File.ReadAllText(Path.Combine(RealPit.ExamplesFolder(), "magnus-strand.json")))!;
+        valid["identifier"]![0]!["value"] = "21858412312";
+        File.WriteAllText(Path.Combine(folder, "broken.ndjson"), valid.ToJsonString() + "\nnot json\n");
 
-        var run = await Pit(["submit", folder, "--parallel", "3"]);
+        var run = await Pit(server, "submit", folder, "--parallel", "3");
 
         Assert.True(run.ExitCode == 3, run.ToString());
         Assert.Contains("no-identifier.json: refused with 400 BadRequest", run.Error, StringComparison.Ordinal);
-        Assert.Contains("A Patient needs a Norwegian person identifier. (at Patient.identifier)", run.Error, StringComparison.Ordinal);
-        Assert.Contains("broken.ndjson:2: refused with 400", run.Error, StringComparison.Ordinal);
+        Assert.Contains("The Patient needs at least one identifier with a Norwegian person identifier system", run.Error, StringComparison.Ordinal);
+        Assert.Contains("(at Patient.identifier)", run.Error, StringComparison.Ordinal);
+        Assert.Contains("broken.ndjson:2: refused with 400 BadRequest", run.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("broken.ndjson:1", run.Error, StringComparison.Ordinal);
         Assert.Matches(@"accepted \(202\)\s*│\s*7", run.Out);
     }
 
-    [Theory]
-    [InlineData(HttpStatusCode.Unauthorized, 4, "Not authenticated")]
-    [InlineData(HttpStatusCode.Forbidden, 5, "Not allowed")]
-    public async Task Refusals_are_explained_with_a_non_zero_exit_code(HttpStatusCode status, int exitCode, string explanation)
+    [Fact]
+    public async Task Get_prints_a_patient_found_by_search_and_a_missing_one_exits_6()
     {
-        _server.RefuseWith = status;
+        await using var server = await TestServer.StartAsync();
+        await Pit(server, "submit", RealPit.CopyExamples(_folder.FullName), "--wait");
+        var search = await Pit(server, "search", "--count", "1", "--ndjson");
+        var id = JsonNode.Parse(search.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[0])!["id"]!.GetValue<string>();
 
-        var search = await Pit(["search"]);
-        var submit = await Pit(["submit", CopyExamples("patients")]);
+        var found = await Pit(server, "get", id);
+        var missing = await Pit(server, "get", "nobody");
 
-        Assert.Equal(exitCode, search.ExitCode);
-        Assert.Contains(explanation, search.Error, StringComparison.Ordinal);
-        Assert.Contains("WWW-Authenticate: DPoP error=", search.Error, StringComparison.Ordinal);
-        Assert.Equal(exitCode, submit.ExitCode);
+        Assert.True(found.ExitCode == 0, found.ToString());
+        var patient = JsonNode.Parse(found.Out)!;
+        Assert.Equal("Patient", patient["resourceType"]!.GetValue<string>());
+        Assert.Equal(id, patient["id"]!.GetValue<string>());
+        Assert.True(missing.ExitCode == 6, missing.ToString());
     }
 
     [Fact]
-    public async Task Get_prints_the_patient_and_a_missing_one_exits_6()
+    public async Task Search_passes_its_parameters_and_prints_ndjson_across_pages()
     {
-        await Pit(["submit", CopyExamples("patients")]);
+        await using var server = await TestServer.StartAsync();
+        var before = Instant(DateTimeOffset.UtcNow.AddMinutes(-1));
+        var tomorrow = Instant(DateTimeOffset.UtcNow.AddDays(1));
+        await Pit(server, "submit", RealPit.CopyExamples(_folder.FullName), "--wait");
+        using var recorder = new RecordingHandler();
 
-        var found = await Pit(["get", "p1"]);
-        var missing = await Pit(["get", "nobody"]);
-
-        Assert.Equal(0, found.ExitCode);
-        Assert.Equal("p1", JsonNode.Parse(found.Out)!["id"]!.GetValue<string>());
-        Assert.Equal(6, missing.ExitCode);
-    }
-
-    [Fact]
-    public async Task Search_passes_its_parameters_and_prints_ndjson()
-    {
-        await Pit(["submit", CopyExamples("patients")]);
-
-        var run = await Pit(["search", "--last-updated", "ge2026-11-25T08:00Z", "--count", "2", "--sort", "_lastUpdated", "--ndjson"]);
+        var run = await CliRun.RunAsync(_folder.FullName,
+            [.. RealPit.Connection(server), "search", "--last-updated", "ge" + before, "--count", "2", "--sort", "_lastUpdated", "--ndjson"], recorder);
+        var none = await Pit(server, "search", "--last-updated", "gt" + tomorrow, "--ndjson");
 
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Equal(6, run.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
-        var first = _server.Handler.Seen.First(r => r.Method == HttpMethod.Get && r.Url.AbsolutePath == "/v1/Patient");
-        Assert.Equal("?_lastUpdated=ge2026-11-25T08%3A00Z&_count=2&_sort=_lastUpdated", first.Url.Query);
+        var lines = run.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(6, lines.Length);
+        Assert.Equal(6, lines.Select(l => JsonNode.Parse(l)!["id"]!.GetValue<string>()).Distinct().Count());
+        var searches = recorder.Seen.Where(r => r.Method == HttpMethod.Get && r.Url.AbsolutePath == "/v1/Patient").ToList();
+        Assert.Equal(3, searches.Count);
+        Assert.Equal($"?_lastUpdated=ge{Uri.EscapeDataString(before)}&_count=2&_sort=_lastUpdated", searches[0].Url.Query);
+        Assert.True(none.ExitCode == 0, none.ToString());
+        Assert.Empty(none.Out.Trim());
     }
 
     [Fact]
     public async Task Settings_layer_file_then_environment_then_flags()
     {
-        File.WriteAllText(Path.Combine(_folder.FullName, "pit.json"),
-            """{ "baseUrl": "https://from-file.example/", "authority": "https://helseid.example", "clientId": "file-client", "keyFile": "client.jwk.json" }""");
-        var environment = new Dictionary<string, string> { ["PIT_CONFIG"] = "pit.json", ["PIT_CLIENT_ID"] = "env-client" };
+        await using var server = await TestServer.StartAsync();
+        File.WriteAllText(Path.Combine(_folder.FullName, "pit.json"), new JsonObject
+        {
+            ["baseUrl"] = "http://127.0.0.1:9/",
+            ["authority"] = RealPit.Authority(server).AbsoluteUri,
+            ["clientId"] = "unregistered-client",
+            ["keyFile"] = RealPit.DevKeyFile(),
+        }.ToJsonString());
+        var environment = new Dictionary<string, string> { ["PIT_CONFIG"] = "pit.json", ["PIT_CLIENT_ID"] = RealPit.DevClientId };
 
-        // The file's base URL is unreachable in this test; the flag wins over it and the environment's client id is used.
-        var run = await CliRun.RunAsync(_folder.FullName, ["search", "--base-url", FakePitServer.BaseUrl], _server.Handler, environment);
+        // The file alone would fail twice (an unreachable base URL, a client the stand-in does not know): success
+        // means the environment's client id beat the file's and the flag's base URL beat both.
+        var run = await CliRun.RunAsync(_folder.FullName, ["search", "--base-url", server.BaseAddress.AbsoluteUri], environment: environment);
 
         Assert.True(run.ExitCode == 0, run.ToString());
-        var tokenRequest = _server.Handler.Seen.Single(r => r.Method == HttpMethod.Post);
-        Assert.Contains("client_id=env-client", tokenRequest.Body, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task Missing_settings_are_a_usage_error()
     {
-        var run = await CliRun.RunAsync(_folder.FullName, ["search", "--base-url", FakePitServer.BaseUrl], _server.Handler);
+        // Refused before anything is sent, so no server is needed.
+        var run = await CliRun.RunAsync(_folder.FullName, ["search", "--base-url", "http://127.0.0.1:9/"]);
 
-        Assert.Equal(2, run.ExitCode);
+        Assert.True(run.ExitCode == 2, run.ToString());
         Assert.Contains("No client id", run.Error, StringComparison.Ordinal);
     }
 
@@ -184,39 +148,14 @@ public sealed class CliTests : IDisposable
         }
     }
 
-    private Task<CliRun> Pit(string[] args) => CliRun.RunAsync(_folder.FullName, [.. Connection, .. args], _server.Handler);
+    private Task<CliRun> Pit(TestServer server, params string[] args) =>
+        CliRun.RunAsync(_folder.FullName, [.. RealPit.Connection(server), .. args]);
 
-    private string CopyExamples(string name)
-    {
-        var target = Directory.CreateDirectory(Path.Combine(_folder.FullName, name)).FullName;
-        foreach (var file in Directory.EnumerateFiles(ExamplesFolder(), "*.json"))
-        {
-            File.Copy(file, Path.Combine(target, Path.GetFileName(file)));
-        }
+    private static string Instant(DateTimeOffset time) => time.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
 
-        return target;
-    }
-
-    private List<string> NdjsonIds() => [.. Ndjson().Select(p => p["id"]!.GetValue<string>())];
-
-    private List<string> NdjsonVersions() => [.. Ndjson().Select(p => p["id"]!.GetValue<string>() + "/" + p["meta"]!["versionId"]!.GetValue<string>())];
-
-    private IEnumerable<JsonNode> Ndjson() => File.ReadAllLines(Path.Combine(_folder.FullName, "patients.ndjson"))
+    private List<string> NdjsonIds() => [.. File.ReadAllLines(Path.Combine(_folder.FullName, "patients.ndjson"))
         .Where(l => l.Length > 0)
-        .Select(l => JsonNode.Parse(l)!);
-
-    internal static string ExamplesFolder()
-    {
-        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
-        {
-            if (File.Exists(Path.Combine(folder.FullName, "Pit.slnx")))
-            {
-                return Path.Combine(folder.FullName, "examples");
-            }
-        }
-
-        throw new DirectoryNotFoundException("examples/ not found above the test output folder.");
-    }
+        .Select(l => JsonNode.Parse(l)!["id"]!.GetValue<string>())];
 }
 
 public sealed class CliJsonTests

@@ -12,14 +12,13 @@ namespace Pit.Client.Tests;
 [Collection(EndToEndCollection.Name)]
 public sealed class EndToEndTests : IDisposable
 {
-    private const string DevClientId = "pit-dev-client";
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("pit-e2e-");
 
     [Fact]
     public async Task Submit_a_folder_wait_sync_then_resume_after_more_and_nothing_is_missed_or_repeated()
     {
         await using var server = await TestServer.StartAsync();
-        var patients = CopyExamples();
+        var patients = RealPit.CopyExamples(_folder.FullName);
 
         var submit = await Pit(server, "submit", patients, "--wait");
         var firstSync = await Pit(server, "sync", "--out", "feed.ndjson", "--count", "4");
@@ -58,7 +57,7 @@ public sealed class EndToEndTests : IDisposable
     {
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:Auth:DPoP:RequireNonce"] = "true" });
 
-        var submit = await Pit(server, "submit", CopyExamples());
+        var submit = await Pit(server, "submit", RealPit.CopyExamples(_folder.FullName));
         var search = await Pit(server, "search", "--count", "2");
 
         Assert.True(submit.ExitCode == 0, submit.ToString());
@@ -70,19 +69,10 @@ public sealed class EndToEndTests : IDisposable
     public async Task Library_reads_back_what_it_submitted_and_search_follows_cursors()
     {
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:Auth:DPoP:RequireNonce"] = "true" });
-        using var client = PitClient.Create(new PitClientOptions
-        {
-            BaseAddress = server.BaseAddress,
-            HelseId = new HelseIdClientOptions
-            {
-                Authority = Authority(server),
-                ClientId = DevClientId,
-                ClientKey = await ClientSigningKey.FromFileAsync(DevKeyFile()),
-            },
-        });
+        using var client = PitClient.Create(await RealPit.ClientOptions(server));
 
         var statuses = new List<SubmissionStatus>();
-        foreach (var file in Directory.EnumerateFiles(CliTests.ExamplesFolder(), "*.json"))
+        foreach (var file in Directory.EnumerateFiles(RealPit.ExamplesFolder(), "*.json"))
         {
             var url = await client.SubmitPatientJsonAsync(await File.ReadAllTextAsync(file));
             statuses.Add(await client.WaitForSubmissionAsync(url, TimeSpan.FromMilliseconds(100)));
@@ -121,7 +111,7 @@ public sealed class EndToEndTests : IDisposable
     {
         await using var server = await TestServer.StartAsync();
         var folder = Directory.CreateDirectory(Path.Combine(_folder.FullName, "bad")).FullName;
-        var patient = JsonNode.Parse(File.ReadAllText(Path.Combine(CliTests.ExamplesFolder(), "ingrid-solberg.json")))!;
+        var patient = JsonNode.Parse(File.ReadAllText(Path.Combine(RealPit.ExamplesFolder(), "ingrid-solberg.json")))!;
         patient["identifier"]![0]!["value"] = "14838541242"; // wrong control digit
         File.WriteAllText(Path.Combine(folder, "wrong-control-digit.json"), patient.ToJsonString());
 
@@ -137,7 +127,7 @@ public sealed class EndToEndTests : IDisposable
     {
         await using var server = await TestServer.StartAsync();
 
-        var run = await Pit(server, "--scope", "nhn:pit/api.read", "submit", CopyExamples());
+        var run = await Pit(server, "--scope", "nhn:pit/api.read", "submit", RealPit.CopyExamples(_folder.FullName));
         var search = await Pit(server, "--scope", "nhn:pit/api.read", "search");
 
         Assert.True(run.ExitCode == 5, run.ToString());
@@ -153,7 +143,7 @@ public sealed class EndToEndTests : IDisposable
         await using var other = await TestServer.StartAsync();
 
         // Tokens from the other server's stand-in: right shape, wrong issuer and key for this server.
-        var run = await CliRun.RunAsync(_folder.FullName, [.. Connection(server, Authority(other)), "search"]);
+        var run = await CliRun.RunAsync(_folder.FullName, [.. RealPit.Connection(server, RealPit.Authority(other)), "search"]);
 
         Assert.True(run.ExitCode == 4, run.ToString());
         Assert.Contains("Error 401 Unauthorized: Not authenticated", run.Error, StringComparison.Ordinal);
@@ -166,7 +156,7 @@ public sealed class EndToEndTests : IDisposable
         await using var server = await TestServer.StartAsync();
         File.WriteAllText(Path.Combine(_folder.FullName, "stranger.jwk.json"), TestKeys.RsaPrivateJwk());
 
-        var run = await CliRun.RunAsync(_folder.FullName, [.. Connection(server, Authority(server), "stranger.jwk.json"), "search"]);
+        var run = await CliRun.RunAsync(_folder.FullName, [.. RealPit.Connection(server, keyFile: "stranger.jwk.json"), "search"]);
 
         Assert.True(run.ExitCode == 4, run.ToString());
         Assert.Contains("Could not get an access token", run.Error, StringComparison.Ordinal);
@@ -177,10 +167,10 @@ public sealed class EndToEndTests : IDisposable
     public async Task Dev_mode_finds_the_development_client_key_from_inside_the_repository()
     {
         await using var server = await TestServer.StartAsync();
-        var insideRepository = Path.Combine(RepositoryRoot(), "examples");
+        var insideRepository = Path.Combine(RealPit.RepositoryRoot(), "examples");
 
         // --dev supplies client id and key; only the address differs from localhost:5080 in a test.
-        var run = await CliRun.RunAsync(insideRepository, ["--dev", "--base-url", server.BaseAddress.AbsoluteUri, "--authority", Authority(server).AbsoluteUri, "search"]);
+        var run = await CliRun.RunAsync(insideRepository, ["--dev", "--base-url", server.BaseAddress.AbsoluteUri, "--authority", RealPit.Authority(server).AbsoluteUri, "search"]);
 
         Assert.True(run.ExitCode == 0, run.ToString());
     }
@@ -197,27 +187,7 @@ public sealed class EndToEndTests : IDisposable
     }
 
     private Task<CliRun> Pit(TestServer server, params string[] args) =>
-        CliRun.RunAsync(_folder.FullName, [.. Connection(server, Authority(server)), .. args]);
-
-    private static string[] Connection(TestServer server, Uri authority, string? keyFile = null) =>
-        ["--base-url", server.BaseAddress.AbsoluteUri, "--authority", authority.AbsoluteUri, "--client-id", DevClientId, "--key-file", keyFile ?? DevKeyFile()];
-
-    private static Uri Authority(TestServer server) => new(server.BaseAddress, "helseid-standin");
-
-    private static string DevKeyFile() => Path.Combine(RepositoryRoot(), "dev", "helseid-standin", "dev-client.jwk.json");
-
-    private static string RepositoryRoot() => Path.GetDirectoryName(CliTests.ExamplesFolder())!;
-
-    private string CopyExamples()
-    {
-        var target = Directory.CreateDirectory(Path.Combine(_folder.FullName, "patients")).FullName;
-        foreach (var file in Directory.EnumerateFiles(CliTests.ExamplesFolder(), "*.json"))
-        {
-            File.Copy(file, Path.Combine(target, Path.GetFileName(file)), overwrite: true);
-        }
-
-        return target;
-    }
+        CliRun.RunAsync(_folder.FullName, [.. RealPit.Connection(server), .. args]);
 
     private List<(string Id, string Version, string LastUpdated)> Feed() =>
         [.. File.ReadAllLines(Path.Combine(_folder.FullName, "feed.ndjson"))

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
+using Pit.Client.Tests.Infrastructure;
 
 namespace Pit.Client.Tests;
 
@@ -46,17 +47,5 @@ public sealed class ExampleTests
 
     private static string BirthYear(string birthDate) => birthDate[..4];
 
-    private static string ExamplesFolder()
-    {
-        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
-        {
-            var candidate = Path.Combine(folder.FullName, "examples");
-            if (File.Exists(Path.Combine(candidate, "README.md")) && File.Exists(Path.Combine(folder.FullName, "Pit.slnx")))
-            {
-                return candidate;
-            }
-        }
-
-        throw new DirectoryNotFoundException("examples/ not found above the test output folder.");
-    }
+    private static string ExamplesFolder() => RealPit.ExamplesFolder();
 }

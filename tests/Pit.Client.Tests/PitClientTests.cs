@@ -1,195 +1,279 @@
+using System.Diagnostics;
 using System.Net;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Pit.Client.Tests.Infrastructure;
+using Pit.Server.Storage;
+using Pit.Server.Tests.Infrastructure;
 
 namespace Pit.Client.Tests;
 
+/// <summary>
+/// Pit.Client against the real server on Kestrel loopback as the development client; a <see cref="RecordingHandler"/>
+/// under the client shows what went over the wire.
+/// </summary>
+[Collection(EndToEndCollection.Name)]
 public sealed class PitClientTests
 {
-    private const string Api = "https://pit.example/";
-
     [Fact]
     public async Task Requests_carry_the_DPoP_token_and_a_proof_bound_to_it()
     {
-        var stub = Server((request, _) => Bundle(request, [], next: null));
-        using var client = Create(stub);
+        await using var server = await TestServer.StartAsync();
+        using var traffic = new RecordingHandler();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
 
         await client.SearchPagesAsync(new PatientSearch { Count = 10 }).ToListAsync();
 
-        var call = stub.Seen.Single(r => r.Url.Host == "pit.example");
-        Assert.Equal("DPoP access-1", call.Authorization);
+        var call = Assert.Single(PitCalls(traffic));
+        Assert.StartsWith("DPoP ", call.Authorization, StringComparison.Ordinal);
+        var token = call.Authorization![("DPoP ".Length)..];
         var proof = new JsonWebToken(call.Dpop);
-        Assert.Equal(DpopProofFactory.AccessTokenHash("access-1"), proof.GetPayloadValue<string>("ath"));
-        Assert.Equal("https://pit.example/v1/Patient", proof.GetPayloadValue<string>("htu"));
+        Assert.Equal(DpopProofFactory.AccessTokenHash(token), proof.GetPayloadValue<string>("ath"));
+        Assert.Equal(new Uri(server.BaseAddress, "v1/Patient").AbsoluteUri, proof.GetPayloadValue<string>("htu"));
         Assert.Equal("_count=10", call.Url.Query.TrimStart('?'));
     }
 
     [Fact]
     public async Task A_use_dpop_nonce_challenge_is_answered_once_with_the_servers_nonce()
     {
-        var stub = Server((request, _) =>
-        {
-            var proof = new JsonWebToken(request.Dpop);
-            if (!proof.TryGetPayloadValue<string>("nonce", out var nonce) || nonce != "api-nonce")
-            {
-                var challenge = new HttpResponseMessage(HttpStatusCode.Unauthorized);
-                challenge.Headers.TryAddWithoutValidation("WWW-Authenticate", "DPoP error=\"use_dpop_nonce\", error_description=\"Resource server requires nonce in DPoP proof\"");
-                challenge.Headers.Add("DPoP-Nonce", "api-nonce");
-                return challenge;
-            }
-
-            return Bundle(request, [], next: null);
-        });
-        using var client = Create(stub);
+        await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:Auth:DPoP:RequireNonce"] = "true" });
+        using var traffic = new RecordingHandler();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
 
         await client.SearchPagesAsync().ToListAsync();
         await client.SearchPagesAsync().ToListAsync(); // the nonce is remembered: no second challenge
 
-        var calls = stub.Seen.Where(r => r.Url.Host == "pit.example").ToList();
+        var calls = PitCalls(traffic);
         Assert.Equal(3, calls.Count);
+        Assert.False(new JsonWebToken(calls[0].Dpop).TryGetPayloadValue<string>("nonce", out _));
         Assert.NotEqual(new JsonWebToken(calls[0].Dpop).GetPayloadValue<string>("jti"), new JsonWebToken(calls[1].Dpop).GetPayloadValue<string>("jti"));
-        Assert.Equal("api-nonce", new JsonWebToken(calls[2].Dpop).GetPayloadValue<string>("nonce"));
+        Assert.False(string.IsNullOrEmpty(new JsonWebToken(calls[1].Dpop).GetPayloadValue<string>("nonce")));
+        Assert.False(string.IsNullOrEmpty(new JsonWebToken(calls[2].Dpop).GetPayloadValue<string>("nonce")));
     }
 
     [Fact]
     public async Task A_second_nonce_challenge_is_not_retried_forever()
     {
-        var stub = Server((request, _) =>
-        {
-            var challenge = new HttpResponseMessage(HttpStatusCode.Unauthorized);
-            challenge.Headers.TryAddWithoutValidation("WWW-Authenticate", "DPoP error=\"use_dpop_nonce\"");
-            challenge.Headers.Add("DPoP-Nonce", Guid.NewGuid().ToString());
-            return challenge;
-        });
-        using var client = Create(stub);
+        await using var server = await TestServer.StartAsync();
+        // Stubbed: the real server never challenges a proof that carries the nonce it just gave.
+        using var traffic = new RecordingHandler((request, _) => IsPit(request) ? NonceChallenge() : null);
+        using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
 
         var error = await Assert.ThrowsAsync<PitApiException>(() => client.ReadPatientAsync("x"));
 
         Assert.Equal(HttpStatusCode.Unauthorized, error.StatusCode);
         Assert.Contains("use_dpop_nonce", error.AuthenticateChallenge, StringComparison.Ordinal);
-        Assert.Equal(2, stub.Seen.Count(r => r.Url.Host == "pit.example"));
+        Assert.Equal(2, PitCalls(traffic).Count);
     }
 
     [Fact]
     public async Task Search_follows_next_links_and_keeps_lastUpdated_at_full_precision()
     {
-        var stub = Server((request, _) => request.Url.Query.Contains("cursor=", StringComparison.Ordinal)
-            ? Bundle(request, [("b", "2026-11-25T10:00:00.1234560+00:00")], next: null)
-            : Bundle(request, [("a", "2026-11-25T09:00:00.100000Z")], next: "https://pit.example/v1/Patient?cursor=opaque%2Btoken"));
-        using var client = Create(stub);
+        await using var server = await TestServer.StartAsync();
+        using var traffic = new RecordingHandler();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
+        var submitted = await SubmitExamplesAsync(client, 3);
 
-        var pages = await client.SearchPagesAsync(new PatientSearch { Sort = PatientSort.LastUpdatedAscending }).ToListAsync();
-        var patients = await client.SearchAsync().ToListAsync();
+        var pages = await client.SearchPagesAsync(new PatientSearch { Count = 2, Sort = PatientSort.LastUpdatedAscending }).ToListAsync();
+        var patients = await client.SearchAsync(new PatientSearch { Count = 2 }).ToListAsync();
 
         Assert.Equal(2, pages.Count);
-        Assert.Equal("2026-11-25T09:00:00.100000Z", pages[0].LastUpdated);
-        Assert.Equal("2026-11-25T10:00:00.1234560+00:00", pages[1].LastUpdated);
-        Assert.Equal(["a", "b"], patients.Select(p => p.Id));
-        var cursorCall = stub.Seen.First(r => r.Url.Query.Contains("cursor", StringComparison.Ordinal));
-        Assert.Equal("https://pit.example/v1/Patient", new JsonWebToken(cursorCall.Dpop).GetPayloadValue<string>("htu"));
-    }
-
-    [Fact]
-    public async Task Submit_returns_the_status_url_and_status_is_read_from_it()
-    {
-        var stub = Server((request, _) =>
+        Assert.NotNull(pages[0].NextLink);
+        Assert.Null(pages[1].NextLink);
+        Assert.All(pages, page =>
         {
-            if (request.Method == HttpMethod.Post)
-            {
-                var accepted = new HttpResponseMessage(HttpStatusCode.Accepted) { Content = new StringContent("") };
-                accepted.Content.Headers.ContentLocation = new Uri("/v1/_submission/42", UriKind.Relative);
-                return accepted;
-            }
-
-            return StubHttpHandler.Json(HttpStatusCode.OK,
-                """{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"Processed as Patient/p-7"}]}""", "application/fhir+json");
+            var sent = JsonNode.Parse(page.Entries[^1].Json)!["meta"]!["lastUpdated"]!.GetValue<string>();
+            Assert.Equal(sent, page.LastUpdated);
+            Assert.Matches(@"\.\d{6}", page.LastUpdated);
         });
-        using var client = Create(stub);
-
-        var statusUrl = await client.SubmitPatientJsonAsync("""{"resourceType":"Patient"}""");
-        var status = await client.GetSubmissionStatusAsync(statusUrl);
-
-        Assert.Equal(new Uri("https://pit.example/v1/_submission/42"), statusUrl);
-        Assert.Equal(SubmissionState.Completed, status.State);
-        Assert.Equal("p-7", status.PatientId);
+        Assert.Equal(submitted.Order(StringComparer.Ordinal), pages.SelectMany(p => p.Entries).Select(e => e.Id!).Order(StringComparer.Ordinal));
+        Assert.Equal(submitted.Order(StringComparer.Ordinal), patients.Select(p => p.Id).Order(StringComparer.Ordinal));
+        var cursorCall = PitCalls(traffic).First(r => r.Url.Query.Contains("cursor=", StringComparison.Ordinal));
+        Assert.Equal(new Uri(server.BaseAddress, "v1/Patient").AbsoluteUri, new JsonWebToken(cursorCall.Dpop).GetPayloadValue<string>("htu"));
     }
 
     [Fact]
-    public async Task Errors_carry_the_status_and_the_servers_OperationOutcome()
+    public async Task Submit_returns_the_status_url_whose_status_names_the_patient_to_read_back()
     {
-        var stub = Server((request, _) => StubHttpHandler.Json(HttpStatusCode.BadRequest,
-            """{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"Invalid fødselsnummer","expression":["Patient.identifier[0].value"]}]}""",
-            "application/fhir+json"));
-        using var client = Create(stub);
+        await using var server = await TestServer.StartAsync();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server));
+        var json = await File.ReadAllTextAsync(Path.Combine(RealPit.ExamplesFolder(), "ingrid-solberg.json"));
 
-        var error = await Assert.ThrowsAsync<PitApiException>(() => client.SubmitPatientJsonAsync("{}"));
+        var statusUrl = await client.SubmitPatientJsonAsync(json);
+        var first = await client.GetSubmissionStatusAsync(statusUrl);
+        var done = await client.WaitForSubmissionAsync(statusUrl, TimeSpan.FromMilliseconds(50));
+        var patient = await client.ReadPatientAsync(done.PatientId!);
+
+        Assert.StartsWith(new Uri(server.BaseAddress, "v1/submissions/").AbsoluteUri, statusUrl.AbsoluteUri, StringComparison.Ordinal);
+        Assert.Contains(first.State, new[] { SubmissionState.Pending, SubmissionState.Completed });
+        Assert.Equal(SubmissionState.Completed, done.State);
+        Assert.Equal(done.PatientId, patient.Id);
+        Assert.Equal("Solberg", patient.Name[0].Family);
+    }
+
+    [Fact]
+    public async Task A_refused_patient_throws_with_the_status_and_the_servers_OperationOutcome()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server));
+
+        var error = await Assert.ThrowsAsync<PitApiException>(() => client.SubmitPatientJsonAsync("""{"resourceType":"Patient","name":[{"family":"Uten"}]}"""));
 
         Assert.Equal(HttpStatusCode.BadRequest, error.StatusCode);
         Assert.NotNull(error.Outcome);
-        Assert.Equal("error [invalid] Invalid fødselsnummer (at Patient.identifier[0].value)", Assert.Single(error.IssueLines));
+        var issue = Assert.Single(error.IssueLines);
+        Assert.StartsWith("error [", issue, StringComparison.Ordinal);
+        Assert.Contains("The Patient needs at least one identifier with a Norwegian person identifier system", issue, StringComparison.Ordinal);
+        Assert.EndsWith("(at Patient.identifier)", issue, StringComparison.Ordinal);
     }
 
-    [Theory]
-    [InlineData(HttpStatusCode.TooManyRequests)]
-    [InlineData(HttpStatusCode.ServiceUnavailable)]
-    public async Task Throttling_is_retried_after_the_servers_Retry_After_with_a_fresh_proof(HttpStatusCode status)
+    [Fact]
+    public async Task Reading_a_missing_patient_throws_404_with_the_servers_OperationOutcome()
     {
-        var stub = Server((request, index) =>
-        {
-            if (index < 3)
-            {
-                var busy = new HttpResponseMessage(status);
-                busy.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.Zero);
-                return busy;
-            }
+        await using var server = await TestServer.StartAsync();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server));
 
-            return Bundle(request, [], next: null);
-        });
-        using var client = Create(stub);
+        var error = await Assert.ThrowsAsync<PitApiException>(() => client.ReadPatientAsync("nobody"));
 
-        await client.SearchPagesAsync().ToListAsync();
+        Assert.Equal(HttpStatusCode.NotFound, error.StatusCode);
+        Assert.NotNull(error.Outcome);
+        Assert.Contains("not-found", Assert.Single(error.IssueLines), StringComparison.Ordinal);
+    }
 
-        var calls = stub.Seen.Where(r => r.Url.Host == "pit.example").ToList();
+    [Fact]
+    public async Task Throttling_with_429_is_retried_after_the_servers_Retry_After_with_a_fresh_proof()
+    {
+        await using var server = await TestServer.StartAsync();
+        // Stubbed once: the real server never answers 429; the retry then goes to it.
+        var throttled = 0;
+        using var traffic = new RecordingHandler((request, _) => IsPit(request) && Interlocked.Increment(ref throttled) == 1 ? TooManyRequests() : null);
+        using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
+
+        var pages = await client.SearchPagesAsync().ToListAsync();
+
+        Assert.Single(pages);
+        var calls = PitCalls(traffic);
         Assert.Equal(2, calls.Count);
         Assert.NotEqual(new JsonWebToken(calls[0].Dpop).GetPayloadValue<string>("jti"), new JsonWebToken(calls[1].Dpop).GetPayloadValue<string>("jti"));
     }
 
     [Fact]
+    public async Task A_503_from_a_store_that_failed_once_is_retried_after_the_servers_Retry_After_and_then_accepted()
+    {
+        var store = default(FailingStore);
+        await using var server = await TestServer.StartAsync(configure: b => Decorate(b.Services, inner => store = new FailingStore(inner) { WritesToFail = 1 }));
+        using var traffic = new RecordingHandler();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
+        var json = await File.ReadAllTextAsync(Path.Combine(RealPit.ExamplesFolder(), "ingrid-solberg.json"));
+
+        var clock = Stopwatch.StartNew();
+        var statusUrl = await client.SubmitPatientJsonAsync(json);
+        clock.Stop();
+        var status = await client.WaitForSubmissionAsync(statusUrl, TimeSpan.FromMilliseconds(50));
+
+        Assert.Equal(SubmissionState.Completed, status.State);
+        Assert.Equal(1, store!.FailedWrites);
+        var posts = PitCalls(traffic).FindAll(r => r.Method == HttpMethod.Post);
+        Assert.Equal(2, posts.Count);
+        Assert.NotEqual(new JsonWebToken(posts[0].Dpop).GetPayloadValue<string>("jti"), new JsonWebToken(posts[1].Dpop).GetPayloadValue<string>("jti"));
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(4.5), $"retried after {clock.Elapsed}, before the server's Retry-After: 5");
+    }
+
+    [Fact]
     public async Task Other_server_errors_are_not_retried()
     {
-        var stub = Server((request, _) => StubHttpHandler.Json(HttpStatusCode.InternalServerError,
-            """{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"Unexpected failure; correlation id 42."}]}""",
-            "application/fhir+json"));
-        using var client = Create(stub);
+        await using var server = await TestServer.StartAsync(configure: b => Decorate(b.Services, inner => new FailingStore(inner) { FailReads = true }));
+        using var traffic = new RecordingHandler();
+        using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
 
-        var error = await Assert.ThrowsAsync<PitApiException>(() => client.SubmitPatientJsonAsync("{}"));
+        var error = await Assert.ThrowsAsync<PitApiException>(() => client.ReadPatientAsync("abc"));
 
         Assert.Equal(HttpStatusCode.InternalServerError, error.StatusCode);
-        Assert.Single(stub.Seen, r => r.Url.Host == "pit.example");
+        Assert.Contains("Correlation id", Assert.Single(error.IssueLines), StringComparison.Ordinal);
+        Assert.Single(PitCalls(traffic));
     }
 
-    private static PitClient Create(StubHttpHandler stub) => PitClient.Create(new PitClientOptions
-    {
-        BaseAddress = new Uri(Api),
-        HelseId = HelseIdTokenClientTests.Options(ClientSigningKey.FromJwk(TestKeys.EcPrivateJwk()), TimeProvider.System),
-        PrimaryHandler = stub,
-        RetryDelay = TimeSpan.Zero,
-    });
+    private static bool IsPit(SeenRequest request) => request.Url.AbsolutePath.StartsWith("/v1/", StringComparison.Ordinal);
 
-    /// <summary>HelseID look-alike plus a PIT endpoint answered by <paramref name="pit"/> (index counts all requests).</summary>
-    private static StubHttpHandler Server(Func<SeenRequest, int, HttpResponseMessage> pit)
+    private static List<SeenRequest> PitCalls(RecordingHandler traffic) => [.. traffic.Seen.Where(IsPit)];
+
+    private static async Task<List<string>> SubmitExamplesAsync(PitClient client, int count)
     {
-        var helseId = HelseIdTokenClientTests.HelseIdStub(requireNonce: false);
-        return new StubHttpHandler((request, index) => request.Url.Host == "pit.example"
-            ? pit(request, index)
-            : FakePitServer.Forward(helseId, request));
+        var ids = new List<string>();
+        foreach (var file in Directory.EnumerateFiles(RealPit.ExamplesFolder(), "*.json").Order(StringComparer.Ordinal).Take(count))
+        {
+            var status = await client.WaitForSubmissionAsync(await client.SubmitPatientJsonAsync(await File.ReadAllTextAsync(file)), TimeSpan.FromMilliseconds(50));
+            ids.Add(status.PatientId!);
+        }
+
+        return ids;
     }
 
-    private static HttpResponseMessage Bundle(SeenRequest request, (string Id, string LastUpdated)[] patients, string? next)
+    private static HttpResponseMessage NonceChallenge()
     {
-        var entries = string.Join(',', patients.Select(p =>
-            $$$"""{"fullUrl":"https://pit.example/v1/Patient/{{{p.Id}}}","resource":{"resourceType":"Patient","id":"{{{p.Id}}}","meta":{"versionId":"1","lastUpdated":"{{{p.LastUpdated}}}"}},"search":{"mode":"match"}}"""));
-        var links = $$"""{"relation":"self","url":"{{request.Url}}"}""" + (next is null ? "" : $$""",{"relation":"next","url":"{{next}}"}""");
-        return StubHttpHandler.Json(HttpStatusCode.OK, $$"""{"resourceType":"Bundle","type":"searchset","link":[{{links}}],"entry":[{{entries}}]}""", "application/fhir+json");
+        var challenge = new HttpResponseMessage(HttpStatusCode.Unauthorized);
+        challenge.Headers.TryAddWithoutValidation("WWW-Authenticate", "DPoP error=\"use_dpop_nonce\"");
+        challenge.Headers.Add("DPoP-Nonce", Guid.NewGuid().ToString());
+        return challenge;
+    }
+
+    private static HttpResponseMessage TooManyRequests()
+    {
+        var busy = new HttpResponseMessage(HttpStatusCode.TooManyRequests);
+        busy.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.Zero);
+        return busy;
+    }
+
+    /// <summary>Wraps the server's registered <see cref="IPitStore"/> in a decorator.</summary>
+    private static void Decorate(IServiceCollection services, Func<IPitStore, IPitStore> decorate)
+    {
+        var original = services.Last(d => d.ServiceType == typeof(IPitStore));
+        services.Replace(ServiceDescriptor.Singleton(sp => decorate((IPitStore)original.ImplementationFactory!(sp))));
+    }
+
+    /// <summary>The real store with failures switched on (the pattern of the server's FailureTests).</summary>
+    private sealed class FailingStore(IPitStore inner) : IPitStore
+    {
+        private int _writes;
+        private int _failedWrites;
+
+        public int WritesToFail { get; init; }
+
+        public bool FailReads { get; init; }
+
+        public int FailedWrites => Volatile.Read(ref _failedWrites);
+
+        public Task InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
+
+        public Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _writes) <= WritesToFail)
+            {
+                Interlocked.Increment(ref _failedWrites);
+                throw new IOException("simulated disk failure");
+            }
+
+            return inner.AddSubmissionsAsync(batch, cancellationToken);
+        }
+
+        public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) => inner.GetSubmissionAsync(id, cancellationToken);
+
+        public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) => inner.ApplyPendingAsync(maxCount, cancellationToken);
+
+        public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
+            FailReads ? throw new InvalidOperationException("simulated bug") : inner.GetPatientAsync(id, cancellationToken);
+
+        public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
+
+        public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
+            inner.GetOrCreateSecretAsync(name, create, cancellationToken);
+
+        public Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken) => inner.AppendAuditAsync(entries, cancellationToken);
+
+        public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
+            inner.ReadAuditAsync(organisation, limit, cancellationToken);
+
+        public Task CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
     }
 }
