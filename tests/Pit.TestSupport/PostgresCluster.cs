@@ -41,6 +41,11 @@ public class PostgresCluster : IAsyncDisposable
     /// <summary>The <c>shared_buffers</c> setting written at <see cref="InitializeAsync"/>; small for tests by default.</summary>
     public string SharedBuffers { get; init; } = "32MB";
 
+    /// <summary>The postmaster's process id while the cluster runs (first line of <c>postmaster.pid</c>), else null.</summary>
+    public int? PostmasterProcessId =>
+        File.Exists(Path.Combine(_dataDirectory, "postmaster.pid")) &&
+        int.TryParse(File.ReadLines(Path.Combine(_dataDirectory, "postmaster.pid")).FirstOrDefault(), out var pid) ? pid : null;
+
     /// <summary>Whether the cluster is running (as far as this object knows).</summary>
     public bool IsRunning { get; private set; }
 
