@@ -170,10 +170,13 @@ async Task RunLoadAsync()
         Encoding.UTF8, "application/fhir+json");
 }
 
-/// <summary>Distinct synthetic fødselsnummer (month + 80) with valid control digits.</summary>
-internal sealed class SyntheticIdentities
+/// <summary>
+/// Distinct synthetic fødselsnummer (month + 80) with valid control digits, in a fixed sequence; <paramref name="skip"/>
+/// starts further along it.
+/// </summary>
+internal sealed class SyntheticIdentities(long skip = 0)
 {
-    private long _next;
+    private long _next = skip;
 
     public string Next()
     {
