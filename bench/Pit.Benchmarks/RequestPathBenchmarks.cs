@@ -28,7 +28,7 @@ public class RequestPathBenchmarks
     public async Task SetupAsync()
     {
         _body = Encoding.UTF8.GetBytes(
-            $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{SyntheticIdentities.Nth(1)}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}],"telecom":[{"system":"phone","value":"+4712345678"}]}""");
+            $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{SyntheticIdentities.FromParts(13, 89, 72, 480)}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}],"telecom":[{"system":"phone","value":"+4712345678"}]}""");
         var read = await ReadAsync();
         _content = read.Submission!.Content;
         _page = [.. Enumerable.Range(0, 20).Select(i => new PatientRecord($"id{i:D30}", "974762501", 1, 1_760_000_000_000_000 + i,

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text;
+using Pit.LoadTest;
 using Pit.TestSupport;
 
 // End-to-end load harness: starts the real server (Release build) as its own process on loopback, with its HelseID
@@ -10,101 +11,181 @@ using Pit.TestSupport;
 //
 //   dotnet run -c Release --project bench/Pit.LoadTest -- post 20 32
 //   dotnet run -c Release --project bench/Pit.LoadTest -- get 20 32 [seedPatients]
-//   add --postgres "Host=...;Username=...;Database=..." to run against PostgreSQL instead of a temp SQLite file.
+//   dotnet run -c Release --project bench/Pit.LoadTest -- pages 1000000     (seed directly, then time feed pages)
+//   dotnet run -c Release --project bench/Pit.LoadTest -- seed 1000000 --postgres "..." | --sqlite path/pit.db
+// Storage: a temp SQLite file by default; --postgres "Host=...;Username=...;Database=..." for an existing database;
+// --diagnose also counts the server process's fsync/fdatasync calls during the measured run (`perf stat`, root) and
+// reads its group-commit batch sizes (`dotnet-counters`); both tools add a little load of their own.
+// --postgres-start for a throw-away cluster from /usr/lib/postgresql/*/bin (initdb/pg_ctl in a temp folder, as the
+// postgres user when run as root), removed at the end.
 var mode = args.ElementAtOrDefault(0) ?? "post";
-var seconds = int.Parse(args.ElementAtOrDefault(1) ?? "20", CultureInfo.InvariantCulture);
-var connections = int.Parse(args.ElementAtOrDefault(2) ?? "32", CultureInfo.InvariantCulture);
-var seed = int.Parse(args.ElementAtOrDefault(3) is { } s && !s.StartsWith("--", StringComparison.Ordinal) ? s : "1000", CultureInfo.InvariantCulture);
+var postgresStart = args.Contains("--postgres-start");
 var postgresIndex = Array.IndexOf(args, "--postgres");
+var sqliteIndex = Array.IndexOf(args, "--sqlite");
+string? connectionString = postgresIndex >= 0 ? args[postgresIndex + 1] : null;
+var engine = postgresStart || connectionString is not null ? "postgres" : "sqlite";
+var positional = args.Skip(1).TakeWhile(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
+int Positional(int index, int fallback) =>
+    positional.Length > index ? int.Parse(positional[index], CultureInfo.InvariantCulture) : fallback;
+
+await using var cluster = postgresStart ? new PostgresCluster { SharedBuffers = "128MB" } : null;
+if (cluster is not null)
+{
+    await cluster.InitializeAsync();
+    connectionString = await cluster.CreateDatabaseAsync();
+    Console.WriteLine($"started a throw-away PostgreSQL cluster on port {cluster.Port}");
+}
+
 var settings = new Dictionary<string, string?>();
-if (postgresIndex >= 0)
+if (connectionString is not null)
 {
     settings["Pit:Storage:Provider"] = "Postgres";
-    settings["Pit:Storage:ConnectionString"] = args[postgresIndex + 1];
+    settings["Pit:Storage:ConnectionString"] = connectionString;
 }
 
-var data = Directory.CreateTempSubdirectory("pit-load-").FullName;
 var serverDll = typeof(Pit.Server.PitApp).Assembly.Location;
-await using var server = await ServerProcess.StartAsync(serverDll, data, settings);
-var clients = Enumerable.Range(0, connections).Select(_ => server.CreateClient()).ToArray();
-var identities = new SyntheticIdentitySequence();
-
-if (mode == "get")
+var data = Directory.CreateTempSubdirectory("pit-load-").FullName;
+try
 {
-    Console.WriteLine($"seeding {seed} patients...");
-    await Parallel.ForEachAsync(Enumerable.Range(0, seed), new ParallelOptions { MaxDegreeOfParallelism = connections }, async (i, _) =>
+    if (mode == "seed")
     {
-        using var response = await clients[i % connections].PostAsync("v1/Patient", Body(identities.Next()));
-        response.EnsureSuccessStatusCode();
-    });
-    while (true)
-    {
-        var last = await clients[0].GetStringAsync("v1/Patient?_count=50&_sort=-_lastUpdated");
-        var count = 0;
-        string? next = "v1/Patient?_count=50";
-        while (next is not null)
+        // Into an existing store: start the server once so its schema exists, then write rows directly.
+        var sqliteFile = sqliteIndex >= 0 ? Path.GetFullPath(args[sqliteIndex + 1]) : null;
+        if (sqliteFile is null && connectionString is null)
         {
-            var page = System.Text.Json.Nodes.JsonNode.Parse(await clients[0].GetStringAsync(next))!;
-            count += page["entry"]?.AsArray().Count ?? 0;
-            next = (string?)page["link"]!.AsArray().FirstOrDefault(l => (string?)l!["relation"] == "next")?["url"];
+            throw new ArgumentException("seed needs --postgres <connection string>, --postgres-start or --sqlite <file>.");
         }
 
-        if (count >= seed)
+        if (sqliteFile is not null)
         {
-            break;
+            settings["Pit:Storage:ConnectionString"] = $"Data Source={sqliteFile}";
         }
 
-        await Task.Delay(200);
+        await (await ServerProcess.StartAsync(serverDll, data, settings)).DisposeAsync();
+        var seeder = new FeedSeeder(connectionString, sqliteFile ?? "", FeedSeeder.Tenant);
+        await seeder.SeedAsync(Positional(0, 1_000_000));
+        return;
     }
+
+    if (mode == "pages")
+    {
+        var count = Positional(0, 1_000_000);
+        await using var pageServer = await ServerProcess.StartAsync(serverDll, data, settings);
+        var seeder = new FeedSeeder(connectionString, Path.Combine(data, "pit.db"), FeedSeeder.Tenant);
+        var seeded = await seeder.SeedAsync(count);
+        await FeedPages.MeasureAsync(pageServer, seeder, seeded, engine, Positional(1, 200));
+        return;
+    }
+
+    await RunLoadAsync();
+}
+finally
+{
+    Directory.Delete(data, recursive: true);
 }
 
-// Warm-up (JIT, connection pools), then the measured run.
-await RunAsync(TimeSpan.FromSeconds(3), record: false);
-var (latencies, failures, elapsed) = await RunAsync(TimeSpan.FromSeconds(seconds), record: true);
-latencies.Sort();
-double P(double q) => latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
-Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"{mode} {(postgresIndex >= 0 ? "postgres" : "sqlite")} connections={connections} seconds={seconds}: {latencies.Count / elapsed.TotalSeconds:F0} req/s, " +
-    $"p50 {P(0.50):F1} ms, p90 {P(0.90):F1} ms, p99 {P(0.99):F1} ms, max {P(1):F1} ms, non-success {failures}"));
-Directory.Delete(data, recursive: true);
-
-async Task<(List<double> Latencies, int Failures, TimeSpan Elapsed)> RunAsync(TimeSpan duration, bool record)
+async Task RunLoadAsync()
 {
-    var all = new List<double>[connections];
-    var failed = 0;
-    var clock = Stopwatch.StartNew();
-    await Task.WhenAll(Enumerable.Range(0, connections).Select(async worker =>
+    var seconds = Positional(0, 20);
+    var connections = Positional(1, 32);
+    var seed = Positional(2, 1000);
+    await using var server = await ServerProcess.StartAsync(serverDll, data, settings);
+    var clients = Enumerable.Range(0, connections).Select(_ => server.CreateClient()).ToArray();
+    var identities = new SyntheticIdentitySequence();
+
+    if (mode == "get")
     {
-        var mine = all[worker] = new List<double>(100_000);
-        var client = clients[worker];
-        while (clock.Elapsed < duration)
+        Console.WriteLine($"seeding {seed} patients...");
+        await Parallel.ForEachAsync(Enumerable.Range(0, seed), new ParallelOptions { MaxDegreeOfParallelism = connections }, async (i, _) =>
         {
-            var started = Stopwatch.GetTimestamp();
-            using var response = mode == "get"
-                ? await client.GetAsync("v1/Patient?_count=20")
-                : await client.PostAsync("v1/Patient", Body(identities.Next()));
-            await response.Content.CopyToAsync(Stream.Null);
-            if (response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.Accepted))
+            using var response = await clients[i % connections].PostAsync("v1/Patient", Body(identities.Next()));
+            response.EnsureSuccessStatusCode();
+        });
+        while (true)
+        {
+            var last = await clients[0].GetStringAsync("v1/Patient?_count=50&_sort=-_lastUpdated");
+            var count = 0;
+            string? next = "v1/Patient?_count=50";
+            while (next is not null)
             {
-                Interlocked.Increment(ref failed);
+                var page = System.Text.Json.Nodes.JsonNode.Parse(await clients[0].GetStringAsync(next))!;
+                count += page["entry"]?.AsArray().Count ?? 0;
+                next = (string?)page["link"]!.AsArray().FirstOrDefault(l => (string?)l!["relation"] == "next")?["url"];
             }
-            else if (record)
+
+            if (count >= seed)
             {
-                mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                break;
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
+    // Warm-up (JIT, connection pools), then the measured run.
+    await RunAsync(TimeSpan.FromSeconds(3), record: false);
+    var usage = new ResourceUsage(server.ProcessId, cluster?.PostmasterProcessId, connectionString);
+    await usage.StartAsync(args.Contains("--diagnose") ? seconds : null);
+    var (latencies, failures, elapsed) = await RunAsync(TimeSpan.FromSeconds(seconds), record: true);
+    var usageReport = await usage.StopAsync(elapsed);
+    latencies.Sort();
+    double P(double q) => latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"{mode} {engine} connections={connections} seconds={seconds}: {latencies.Count / elapsed.TotalSeconds:F0} req/s, " +
+        $"p50 {P(0.50):F1} ms, p90 {P(0.90):F1} ms, p99 {P(0.99):F1} ms, max {P(1):F1} ms, non-success {failures}"));
+    Console.WriteLine(usageReport);
+    Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
+
+    async Task<(List<double> Latencies, int Failures, TimeSpan Elapsed)> RunAsync(TimeSpan duration, bool record)
+    {
+        var all = new List<double>[connections];
+        var failed = 0;
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, connections).Select(async worker =>
+        {
+            var mine = all[worker] = new List<double>(100_000);
+            var client = clients[worker];
+            while (clock.Elapsed < duration)
+            {
+                var started = Stopwatch.GetTimestamp();
+                using var response = mode == "get"
+                    ? await client.GetAsync("v1/Patient?_count=20")
+                    : await client.PostAsync("v1/Patient", Body(identities.Next()));
+                await response.Content.CopyToAsync(Stream.Null);
+                if (response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.Accepted))
+                {
+                    Interlocked.Increment(ref failed);
+                }
+                else if (record)
+                {
+                    mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                }
+            }
+        }));
+        return ([.. all.SelectMany(l => l)], failed, clock.Elapsed);
+    }
+
+    static StringContent Body(string fnr) => new(
+        $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{fnr}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}]}""",
+        Encoding.UTF8, "application/fhir+json");
+}
+
+/// <summary>
+/// Distinct synthetic fødselsnummer (month + 80) with valid control digits, in a fixed sequence; <paramref name="skip"/>
+/// starts further along it.
+/// </summary>
+internal sealed class SyntheticIdentitySequence(long skip = 0)
+{
+    private long _next = skip;
+
+    public string Next()
+    {
+        while (true)
+        {
+            if (SyntheticIdentities.Candidate(Interlocked.Increment(ref _next)) is { } number)
+            {
+                return number;
             }
         }
-    }));
-    return ([.. all.SelectMany(l => l)], failed, clock.Elapsed);
-}
-
-static StringContent Body(string fnr) => new(
-    $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{fnr}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}]}""",
-    Encoding.UTF8, "application/fhir+json");
-
-/// <summary>Distinct synthetic fødselsnummer (month + 80) with valid control digits.</summary>
-internal sealed class SyntheticIdentitySequence
-{
-    private long _next;
-
-    public string Next() => SyntheticIdentities.Nth(Interlocked.Increment(ref _next));
+    }
 }

@@ -25,6 +25,9 @@ public sealed class ServerProcess : IAsyncDisposable
         _issuer = issuer;
     }
 
+    /// <summary>The operating-system process id of the server.</summary>
+    public int ProcessId => _process.Id;
+
     /// <summary>The server's own address, http://127.0.0.1:port/.</summary>
     public Uri BaseAddress { get; }
 

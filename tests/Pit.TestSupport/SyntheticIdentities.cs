@@ -19,19 +19,28 @@ public static class SyntheticIdentities
     {
         for (var i = individual; ; i = (i + 1) % 1000)
         {
-            var digits = string.Create(CultureInfo.InvariantCulture, $"{day:00}{month:00}{year % 100:00}{i:000}");
-            var k1 = Control(digits, Weights1);
-            var k2 = k1 < 0 ? -1 : Control(digits + k1, Weights2);
-            if (k2 >= 0)
+            if (Exact(day, month, year, i) is { } number)
             {
-                return string.Create(CultureInfo.InvariantCulture, $"{digits}{k1}{k2}");
+                return number;
             }
         }
     }
 
-    /// <summary>The <paramref name="n"/>th of a sequence of distinct synthetic numbers (for n up to about 16 million).</summary>
-    public static string Nth(long n) =>
-        FromParts((int)(n % 28) + 1, (int)(n / 28 % 12) + 81, (int)(n / 336 % 100), (int)(n / 33600 % 500));
+    /// <summary>The number with exactly these parts, or null when no valid control digits exist for them.</summary>
+    public static string? Exact(int day, int month, int year, int individual)
+    {
+        var digits = string.Create(CultureInfo.InvariantCulture, $"{day:00}{month:00}{year % 100:00}{individual:000}");
+        var k1 = Control(digits, Weights1);
+        var k2 = k1 < 0 ? -1 : Control(digits + k1, Weights2);
+        return k2 < 0 ? null : string.Create(CultureInfo.InvariantCulture, $"{digits}{k1}{k2}");
+    }
+
+    /// <summary>
+    /// The <paramref name="n"/>th candidate of a sequence of distinct synthetic numbers (for n up to about 16 million),
+    /// or null when that candidate has no valid control digits: skip it.
+    /// </summary>
+    public static string? Candidate(long n) =>
+        Exact((int)(n % 28) + 1, (int)(n / 28 % 12) + 81, (int)(n / 336 % 100), (int)(n / 33600 % 500));
 
     // -1 when the remainder would give 10: no valid control digit exists for these digits.
     private static int Control(string digits, int[] weights)

@@ -268,6 +268,23 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
+        BuildSearch(command, query);
+        var result = new List<PatientRecord>(query.Limit);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            result.Add(ReadPatient(reader));
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// The keyset query: a row comparison on (last_updated, id) and ORDER BY the same columns, so it is a range scan
+    /// on patients_feed, or on patients_tenant_feed when the tenant is fixed.
+    /// </summary>
+    internal static void BuildSearch(SqliteCommand command, PatientPageQuery query)
+    {
         var where = new List<string>(4);
         if (query.Tenant is not null)
         {
@@ -300,14 +317,6 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
             where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "",
             $" ORDER BY last_updated {direction}, id {direction} LIMIT $limit;");
         command.Parameters.AddWithValue("$limit", query.Limit);
-        var result = new List<PatientRecord>(query.Limit);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            result.Add(ReadPatient(reader));
-        }
-
-        return result;
     }
 
     public async Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)

@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using System.Globalization;
+using Npgsql;
+
+namespace Pit.LoadTest;
+
+/// <summary>
+/// What the machine spent during a measured run: CPU seconds of this harness (HTTP client, DPoP signing), of the server
+/// process and, for a cluster the harness started, of PostgreSQL (postmaster and its children, from /proc); WAL
+/// writes and syncs from <c>pg_stat_wal</c>; with diagnostics on, the server's fsync/fdatasync calls counted by
+/// <c>perf stat</c> and the group-commit batch sizes (the server's <c>pit.submissions.commit_batch</c> histogram, read
+/// once a second by <c>dotnet-counters</c>; install it with <c>dotnet tool install -g dotnet-counters</c>).
+/// </summary>
+internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? postgresConnectionString)
+{
+    private (double Client, double Server, double Postgres) _cpu;
+    private (long Writes, long Syncs)? _wal;
+    private Process? _perf;
+    private Process? _counters;
+    private string? _countersFile;
+
+    public async Task StartAsync(int? diagnoseSeconds)
+    {
+        if (diagnoseSeconds is { } seconds)
+        {
+            var pid = serverPid.ToString(CultureInfo.InvariantCulture);
+            _perf = Start("perf", ["stat", "-x", ",", "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync", "-p", pid, "--", "sleep", seconds.ToString(CultureInfo.InvariantCulture)]);
+            _countersFile = Path.Combine(Path.GetTempPath(), $"pit-counters-{Guid.NewGuid():N}.csv");
+            var tool = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".dotnet", "tools", "dotnet-counters");
+            _counters = Start(File.Exists(tool) ? tool : "dotnet-counters",
+                ["collect", "-p", pid, "--counters", "Pit.Server", "--format", "csv", "-o", _countersFile, "--refresh-interval", "1",
+                    "--duration", TimeSpan.FromSeconds(seconds).ToString("c", CultureInfo.InvariantCulture)]);
+        }
+
+        _wal = await WalAsync();
+        _cpu = Cpu();
+    }
+
+    public async Task<string> StopAsync(TimeSpan elapsed)
+    {
+        var cpu = Cpu();
+        var wal = await WalAsync();
+        var report = string.Create(CultureInfo.InvariantCulture,
+            $"CPU seconds in {elapsed.TotalSeconds:F1} s on {Environment.ProcessorCount} cores: harness {cpu.Client - _cpu.Client:F1}, server {cpu.Server - _cpu.Server:F1}");
+        if (postmasterPid is not null)
+        {
+            report += string.Create(CultureInfo.InvariantCulture, $", postgres {cpu.Postgres - _cpu.Postgres:F1}");
+        }
+
+        if (wal is { } after && _wal is { } before)
+        {
+            report += $"; pg_stat_wal: {after.Writes - before.Writes} WAL writes, {after.Syncs - before.Syncs} WAL syncs";
+        }
+
+        if (_perf is not null)
+        {
+            var output = await _perf.StandardError.ReadToEndAsync();
+            await _perf.WaitForExitAsync();
+            var counts = output.Split('\n').Where(l => l.Contains("syscalls:", StringComparison.Ordinal))
+                .Select(l => l.Split(',')).Select(f => $"{f[2].Replace("syscalls:sys_enter_", "", StringComparison.Ordinal)} {f[0]}");
+            report += $"; server syscalls (perf stat, {elapsed.TotalSeconds:F0} s): {string.Join(", ", counts)}";
+        }
+
+        if (_counters is not null && _countersFile is not null)
+        {
+            await _counters.StandardOutput.ReadToEndAsync();
+            await _counters.WaitForExitAsync();
+            report += "; " + CommitBatches(_countersFile);
+            File.Delete(_countersFile);
+        }
+
+        return report;
+    }
+
+    // Each line: timestamp,provider,counter name,type,value; the histogram comes as [Percentile=50|95|99] per second.
+    private static string CommitBatches(string csv)
+    {
+        if (!File.Exists(csv))
+        {
+            return "no dotnet-counters output";
+        }
+
+        var rows = File.ReadLines(csv).Skip(1).Select(l => l.Split(',')).Where(f => f.Length >= 5).ToList();
+        List<double> Values(string name) => [.. rows.Where(f => f[2] == name).Select(f => double.Parse(f[4], CultureInfo.InvariantCulture)).Order()];
+        var p50 = Values("pit.submissions.commit_batch[Percentile=50]");
+        var p99 = Values("pit.submissions.commit_batch[Percentile=99]");
+        return p50.Count == 0
+            ? "no commit batches recorded"
+            : string.Create(CultureInfo.InvariantCulture,
+                $"group-commit batch size over {p50.Count} one-second windows: p50 {p50[0]}..{p50[^1]} (median {p50[p50.Count / 2]}), p99 up to {p99[^1]}");
+    }
+
+    private static Process Start(string program, string[] arguments)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in arguments)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        return Process.Start(info) ?? throw new InvalidOperationException($"Could not start {program}.");
+    }
+
+    private async Task<(long Writes, long Syncs)?> WalAsync()
+    {
+        if (postgresConnectionString is null)
+        {
+            return null;
+        }
+
+        await using var connection = new NpgsqlConnection(postgresConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT wal_write, wal_sync FROM pg_stat_wal;", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
+    private (double Client, double Server, double Postgres) Cpu()
+    {
+        var postgres = 0.0;
+        if (postmasterPid is { } pm)
+        {
+            // The postmaster's own and its reaped children's time, plus every live child (backends, walwriter, ...).
+            postgres = Ticks(pm, withChildren: true);
+            foreach (var dir in Directory.GetDirectories("/proc"))
+            {
+                if (int.TryParse(Path.GetFileName(dir), out var pid) && Stat(pid) is { } fields && fields[1] == pm.ToString(CultureInfo.InvariantCulture))
+                {
+                    postgres += Ticks(pid, withChildren: false);
+                }
+            }
+        }
+
+        return (Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, Ticks(serverPid, withChildren: false), postgres);
+    }
+
+    // /proc/<pid>/stat after the command name: state, ppid, ... utime (index 11), stime, cutime, cstime; 100 ticks a second.
+    private static double Ticks(int pid, bool withChildren)
+    {
+        if (Stat(pid) is not { } f)
+        {
+            return 0;
+        }
+
+        var ticks = long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture);
+        if (withChildren)
+        {
+            ticks += long.Parse(f[13], CultureInfo.InvariantCulture) + long.Parse(f[14], CultureInfo.InvariantCulture);
+        }
+
+        return ticks / 100.0;
+    }
+
+    private static string[]? Stat(int pid)
+    {
+        try
+        {
+            var text = File.ReadAllText($"/proc/{pid}/stat");
+            return text[(text.LastIndexOf(')') + 2)..].Split(' ');
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+}
