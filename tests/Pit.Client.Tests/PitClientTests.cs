@@ -162,7 +162,7 @@ public sealed class PitClientTests
     public async Task A_503_from_a_store_that_failed_once_is_retried_after_the_servers_Retry_After_and_then_accepted()
     {
         var store = default(FailingStore);
-        await using var server = await TestServer.StartAsync(configure: b => Decorate(b.Services, inner => store = new FailingStore(inner) { WritesToFail = 1 }));
+        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore(inner => store = new FailingStore(inner) { WritesToFail = 1 }));
         using var traffic = new RecordingHandler();
         using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
         var json = await File.ReadAllTextAsync(Path.Combine(RealPit.ExamplesFolder(), "ingrid-solberg.json"));
@@ -183,7 +183,7 @@ public sealed class PitClientTests
     [Fact]
     public async Task Other_server_errors_are_not_retried()
     {
-        await using var server = await TestServer.StartAsync(configure: b => Decorate(b.Services, inner => new FailingStore(inner) { FailReads = true }));
+        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore(inner => new FailingStore(inner) { FailReads = true }));
         using var traffic = new RecordingHandler();
         using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
 
@@ -223,57 +223,5 @@ public sealed class PitClientTests
         var busy = new HttpResponseMessage(HttpStatusCode.TooManyRequests);
         busy.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.Zero);
         return busy;
-    }
-
-    /// <summary>Wraps the server's registered <see cref="IPitStore"/> in a decorator.</summary>
-    private static void Decorate(IServiceCollection services, Func<IPitStore, IPitStore> decorate)
-    {
-        var original = services.Last(d => d.ServiceType == typeof(IPitStore));
-        services.Replace(ServiceDescriptor.Singleton(sp => decorate((IPitStore)original.ImplementationFactory!(sp))));
-    }
-
-    /// <summary>The real store with failures switched on (the pattern of the server's FailureTests).</summary>
-    private sealed class FailingStore(IPitStore inner) : IPitStore
-    {
-        private int _writes;
-        private int _failedWrites;
-
-        public int WritesToFail { get; init; }
-
-        public bool FailReads { get; init; }
-
-        public int FailedWrites => Volatile.Read(ref _failedWrites);
-
-        public Task InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
-
-        public Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
-        {
-            if (Interlocked.Increment(ref _writes) <= WritesToFail)
-            {
-                Interlocked.Increment(ref _failedWrites);
-                throw new IOException("simulated disk failure");
-            }
-
-            return inner.AddSubmissionsAsync(batch, cancellationToken);
-        }
-
-        public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) => inner.GetSubmissionAsync(id, cancellationToken);
-
-        public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) => inner.ApplyPendingAsync(maxCount, cancellationToken);
-
-        public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
-            FailReads ? throw new InvalidOperationException("simulated bug") : inner.GetPatientAsync(id, cancellationToken);
-
-        public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
-
-        public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
-            inner.GetOrCreateSecretAsync(name, create, cancellationToken);
-
-        public Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken) => inner.AppendAuditAsync(entries, cancellationToken);
-
-        public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
-            inner.ReadAuditAsync(organisation, limit, cancellationToken);
-
-        public Task CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
     }
 }
