@@ -6,35 +6,13 @@ namespace Pit.Client.Tests.Infrastructure;
 /// </summary>
 internal sealed class RecordingHandler(Func<SeenRequest, int, HttpResponseMessage?>? answer = null) : DelegatingHandler(new SocketsHttpHandler())
 {
-    private readonly List<SeenRequest> _seen = [];
-    private readonly Lock _gate = new();
+    private readonly RequestLog _log = new();
 
-    public IReadOnlyList<SeenRequest> Seen
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return [.. _seen];
-            }
-        }
-    }
+    public IReadOnlyList<SeenRequest> Seen => _log.Seen;
 
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var seen = new SeenRequest(
-            request.Method,
-            request.RequestUri!,
-            request.Headers.Authorization?.ToString(),
-            request.Headers.TryGetValues("DPoP", out var dpop) ? dpop.Single() : null,
-            request.Content is null ? null : await request.Content.ReadAsStringAsync(cancellationToken));
-        int index;
-        lock (_gate)
-        {
-            _seen.Add(seen);
-            index = _seen.Count - 1;
-        }
-
+        var (seen, index) = await _log.RecordAsync(request, cancellationToken);
         if (answer?.Invoke(seen, index) is { } response)
         {
             response.RequestMessage = request;
