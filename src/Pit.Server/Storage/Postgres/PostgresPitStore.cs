@@ -623,46 +623,13 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         return result;
     }
 
-    /// <summary>
-    /// The keyset query: a row comparison on (last_updated, id) and ORDER BY the same columns, so it is a range scan
-    /// on patients_feed, or on patients_tenant_feed when the tenant is fixed.
-    /// </summary>
-    internal static void BuildSearch(NpgsqlCommand command, PatientPageQuery query)
-    {
-        var where = new List<string>(4);
-        if (query.Tenant is not null)
+    /// <summary>The keyset page query (<see cref="KeysetQuery"/>) with this engine's parameters.</summary>
+    internal static void BuildSearch(NpgsqlCommand command, PatientPageQuery query) =>
+        command.CommandText = KeysetQuery.Build(query, value =>
         {
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = query.Tenant });
-            where.Add($"tenant = ${command.Parameters.Count}");
-        }
-
-        if (query.From is { } from)
-        {
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = from });
-            where.Add($"last_updated >= ${command.Parameters.Count}");
-        }
-
-        if (query.To is { } to)
-        {
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = to });
-            where.Add($"last_updated < ${command.Parameters.Count}");
-        }
-
-        if (query.After is { } after)
-        {
-            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = after.LastUpdated });
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = after.Id });
-            var n = command.Parameters.Count;
-            where.Add(query.Descending ? $"(last_updated, id) < (${n - 1}, ${n})" : $"(last_updated, id) > (${n - 1}, ${n})");
-        }
-
-        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Limit });
-        var direction = query.Descending ? "DESC" : "ASC";
-        command.CommandText = string.Concat(
-            "SELECT id, tenant, version, last_updated, json FROM patients",
-            where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "",
-            $" ORDER BY last_updated {direction}, id {direction} LIMIT ${command.Parameters.Count};");
-    }
+            command.Parameters.Add(new NpgsqlParameter { Value = value });
+            return $"${command.Parameters.Count}";
+        });
 
     public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
         RetryOnceAsync(ct => GetOrCreateSecretOnceAsync(name, create, ct), cancellationToken);

@@ -279,45 +279,14 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         return result;
     }
 
-    /// <summary>
-    /// The keyset query: a row comparison on (last_updated, id) and ORDER BY the same columns, so it is a range scan
-    /// on patients_feed, or on patients_tenant_feed when the tenant is fixed.
-    /// </summary>
-    internal static void BuildSearch(SqliteCommand command, PatientPageQuery query)
-    {
-        var where = new List<string>(4);
-        if (query.Tenant is not null)
+    /// <summary>The keyset page query (<see cref="KeysetQuery"/>) with this engine's parameters.</summary>
+    internal static void BuildSearch(SqliteCommand command, PatientPageQuery query) =>
+        command.CommandText = KeysetQuery.Build(query, value =>
         {
-            where.Add("tenant = $tenant");
-            command.Parameters.AddWithValue("$tenant", query.Tenant);
-        }
-
-        if (query.From is { } from)
-        {
-            where.Add("last_updated >= $from");
-            command.Parameters.AddWithValue("$from", from);
-        }
-
-        if (query.To is { } to)
-        {
-            where.Add("last_updated < $to");
-            command.Parameters.AddWithValue("$to", to);
-        }
-
-        if (query.After is { } after)
-        {
-            where.Add(query.Descending ? "(last_updated, id) < ($lu, $id)" : "(last_updated, id) > ($lu, $id)");
-            command.Parameters.AddWithValue("$lu", after.LastUpdated);
-            command.Parameters.AddWithValue("$id", after.Id);
-        }
-
-        var direction = query.Descending ? "DESC" : "ASC";
-        command.CommandText = string.Concat(
-            "SELECT id, tenant, version, last_updated, json FROM patients",
-            where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "",
-            $" ORDER BY last_updated {direction}, id {direction} LIMIT $limit;");
-        command.Parameters.AddWithValue("$limit", query.Limit);
-    }
+            var name = $"$p{command.Parameters.Count}";
+            command.Parameters.AddWithValue(name, value);
+            return name;
+        });
 
     public async Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)
     {

@@ -1,0 +1,44 @@
+namespace Pit.Server.Storage;
+
+/// <summary>
+/// The keyset page query every engine runs: bounds on last_updated, a row comparison on (last_updated, id) after
+/// the last row returned, and ORDER BY the same columns, so it is a range scan on (last_updated, id), or on
+/// (tenant, last_updated, id) when the tenant is fixed. Engines differ only in how parameters are written.
+/// </summary>
+internal static class KeysetQuery
+{
+    /// <summary>
+    /// The SQL text for <paramref name="query"/>; <paramref name="parameter"/> adds a parameter value to the engine's
+    /// command and returns its placeholder.
+    /// </summary>
+    public static string Build(PatientPageQuery query, Func<object, string> parameter)
+    {
+        var where = new List<string>(4);
+        if (query.Tenant is not null)
+        {
+            where.Add($"tenant = {parameter(query.Tenant)}");
+        }
+
+        if (query.From is { } from)
+        {
+            where.Add($"last_updated >= {parameter(from)}");
+        }
+
+        if (query.To is { } to)
+        {
+            where.Add($"last_updated < {parameter(to)}");
+        }
+
+        if (query.After is { } after)
+        {
+            var position = $"({parameter(after.LastUpdated)}, {parameter(after.Id)})";
+            where.Add(query.Descending ? $"(last_updated, id) < {position}" : $"(last_updated, id) > {position}");
+        }
+
+        var direction = query.Descending ? "DESC" : "ASC";
+        return string.Concat(
+            "SELECT id, tenant, version, last_updated, json FROM patients",
+            where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "",
+            $" ORDER BY last_updated {direction}, id {direction} LIMIT {parameter(query.Limit)};");
+    }
+}
