@@ -163,23 +163,12 @@ public sealed class StandInIssuer : IDisposable
 
     private static RSAParameters ToRsaParameters(Dictionary<string, string> jwk)
     {
-        byte[]? Part(string name) => jwk.TryGetValue(name, out var v) ? Base64Url.DecodeFromChars(v) : null;
         if (!jwk.TryGetValue("kty", out var kty) || kty != "RSA")
         {
             throw new InvalidOperationException("Pit:Auth:StandIn:SigningKey must be a private RSA JWK.");
         }
 
-        return new RSAParameters
-        {
-            Modulus = Part("n"),
-            Exponent = Part("e"),
-            D = Part("d"),
-            P = Part("p"),
-            Q = Part("q"),
-            DP = Part("dp"),
-            DQ = Part("dq"),
-            InverseQ = Part("qi"),
-        };
+        return JwkRsa.ToParameters(name => jwk.GetValueOrDefault(name));
     }
 
     private static string Thumbprint(RSAParameters p)

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Pit.HelseIdStandIn;
 
 namespace Pit.TestSupport;
 
@@ -52,17 +53,7 @@ public sealed class DpopKey : IDisposable
             return new DpopKey(null, ec, algorithm ?? "ES256");
         }
 
-        var rsa = RSA.Create(new RSAParameters
-        {
-            Modulus = Part("n"),
-            Exponent = Part("e"),
-            D = Part("d"),
-            P = Part("p"),
-            Q = Part("q"),
-            DP = Part("dp"),
-            DQ = Part("dq"),
-            InverseQ = Part("qi"),
-        });
+        var rsa = RSA.Create(JwkRsa.ToParameters(name => jwk[name]?.GetValue<string>()));
         return new DpopKey(rsa, null, algorithm ?? jwk["alg"]?.GetValue<string>() ?? "RS256");
     }
 
