@@ -44,6 +44,7 @@ public sealed class TestServer : IAsyncDisposable
     /// </summary>
     public static async Task<TestServer> StartAsync(IDictionary<string, string?>? settings = null, string? dataDirectory = null, Action<WebApplicationBuilder>? configure = null)
     {
+        var ownsDirectory = dataDirectory is null;
         dataDirectory ??= Directory.CreateTempSubdirectory("pit-test-").FullName;
         var args = new List<string>
         {
@@ -61,8 +62,19 @@ public sealed class TestServer : IAsyncDisposable
             args.Add($"--{key}={value}");
         }
 
-        var app = PitApp.Create([.. args], configure);
-        await app.StartAsync();
+        WebApplication app;
+        try
+        {
+            app = PitApp.Create([.. args], configure);
+            await app.StartAsync();
+        }
+        catch when (ownsDirectory)
+        {
+            // A server that refuses to start (the tests of start-up guards) leaves no folder behind.
+            Directory.Delete(dataDirectory, recursive: true);
+            throw;
+        }
+
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new TestServer(app, dataDirectory, new Uri(address.TrimEnd('/') + "/"));
     }
