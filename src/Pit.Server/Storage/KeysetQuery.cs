@@ -37,7 +37,7 @@ internal static class KeysetQuery
 
         var direction = query.Descending ? "DESC" : "ASC";
         return string.Concat(
-            "SELECT id, tenant, version, last_updated, json FROM patients",
+            $"SELECT {StoredRows.PatientColumns} FROM patients",
             where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "",
             $" ORDER BY last_updated {direction}, id {direction} LIMIT {parameter(query.Limit)};");
     }

@@ -600,10 +600,10 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
 
     private async Task<PatientRecord?> GetPatientOnceAsync(string id, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand("SELECT id, tenant, version, last_updated, json FROM patients WHERE id = $1;");
+        await using var command = _dataSource.CreateCommand($"SELECT {StoredRows.PatientColumns} FROM patients WHERE id = $1;");
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? ReadPatient(reader) : null;
+        return await reader.ReadAsync(cancellationToken) ? StoredRows.Patient(reader) : null;
     }
 
     public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) =>
@@ -613,14 +613,7 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     {
         await using var command = _dataSource.CreateCommand();
         BuildSearch(command, query);
-        var result = new List<PatientRecord>(query.Limit);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            result.Add(ReadPatient(reader));
-        }
-
-        return result;
+        return await StoredRows.PatientsAsync(command, query.Limit, cancellationToken);
     }
 
     /// <summary>The keyset page query (<see cref="KeysetQuery"/>) with this engine's parameters.</summary>
@@ -755,9 +748,6 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
     }
 
     private long Now() => FeedTime.FromDateTimeOffset(_time.GetUtcNow());
-
-    private static PatientRecord ReadPatient(NpgsqlDataReader reader) =>
-        new(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), reader.GetFieldValue<byte[]>(4));
 
     private static NpgsqlParameter Text(string? value) =>
         new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text };

@@ -258,10 +258,10 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT id, tenant, version, last_updated, json FROM patients WHERE id = $id;";
+        command.CommandText = $"SELECT {StoredRows.PatientColumns} FROM patients WHERE id = $id;";
         command.Parameters.AddWithValue("$id", id);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? ReadPatient(reader) : null;
+        return await reader.ReadAsync(cancellationToken) ? StoredRows.Patient(reader) : null;
     }
 
     public async Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken)
@@ -269,14 +269,7 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
         BuildSearch(command, query);
-        var result = new List<PatientRecord>(query.Limit);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            result.Add(ReadPatient(reader));
-        }
-
-        return result;
+        return await StoredRows.PatientsAsync(command, query.Limit, cancellationToken);
     }
 
     /// <summary>The keyset page query (<see cref="KeysetQuery"/>) with this engine's parameters.</summary>
@@ -386,9 +379,6 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
 
         _writeLock.Dispose();
     }
-
-    private static PatientRecord ReadPatient(SqliteDataReader reader) =>
-        new(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), (byte[])reader[4]);
 
     private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
     {
