@@ -29,14 +29,9 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         _time = time;
     }
 
-    public async Task InitializeAsync(CancellationToken cancellationToken)
-    {
-        await _writeLock.WaitAsync(cancellationToken);
-        try
+    public Task InitializeAsync(CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(async (writer, tx) =>
         {
-            var writer = await WriterAsync(cancellationToken);
-            await ExecuteAsync(writer, "PRAGMA journal_mode=WAL;", cancellationToken);
-            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
             var version = Convert.ToInt32(await ScalarAsync(writer, tx, "PRAGMA user_version;", cancellationToken));
             if (version < 1)
             {
@@ -94,22 +89,12 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
             {
                 await ExecuteAsync(writer, tx, $"PRAGMA user_version = {SchemaVersion};", cancellationToken);
             }
-
-            await tx.CommitAsync(cancellationToken);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+        }, cancellationToken);
 
     public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken);
-        try
+        await InWriteTransactionAsync(async (writer, tx) =>
         {
-            var writer = await WriterAsync(cancellationToken);
-            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
             await using var insert = writer.CreateCommand();
             insert.Transaction = tx;
             insert.CommandText = """
@@ -136,13 +121,7 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
                 at.Value = s.AcceptedAt;
                 await insert.ExecuteNonQueryAsync(cancellationToken);
             }
-
-            await tx.CommitAsync(cancellationToken);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
+        }, cancellationToken);
     }
 
     public async Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken)
@@ -163,13 +142,9 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         return StoredRows.Submission(id, reader);
     }
 
-    public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
-    {
-        await _writeLock.WaitAsync(cancellationToken);
-        try
+    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(async (writer, tx) =>
         {
-            var writer = await WriterAsync(cancellationToken);
-            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
             var pending = new List<(long Seq, string Tenant, byte[] Content, byte[] Hash, string Keys)>();
             await using (var select = Command(writer, tx, """
                 SELECT seq, tenant, content, content_hash, keys FROM submissions
@@ -209,14 +184,8 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
                 await statements.ReleaseSavepointAsync(cancellationToken);
             }
 
-            await tx.CommitAsync(cancellationToken);
             return pending.Count;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+        }, cancellationToken);
 
     private static async Task<long> ApplyOneAsync(
         ApplyStatements st, long seq, string tenant, byte[] content, byte[] hash, IReadOnlyList<PatientKey> keys,
@@ -281,33 +250,22 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
             return name;
         });
 
-    public async Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken)
-    {
-        await _writeLock.WaitAsync(cancellationToken);
-        try
+    public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(async (writer, tx) =>
         {
-            var writer = await WriterAsync(cancellationToken);
-            await using var insert = Command(writer, null, "INSERT OR IGNORE INTO secrets (name, value) VALUES ($name, $value);");
+            await using var insert = Command(writer, tx, "INSERT OR IGNORE INTO secrets (name, value) VALUES ($name, $value);");
             insert.Parameters.AddWithValue("$name", name);
             insert.Parameters.AddWithValue("$value", create());
             await insert.ExecuteNonQueryAsync(cancellationToken);
-            await using var select = Command(writer, null, "SELECT value FROM secrets WHERE name = $name;");
+            await using var select = Command(writer, tx, "SELECT value FROM secrets WHERE name = $name;");
             select.Parameters.AddWithValue("$name", name);
             return (byte[])(await select.ExecuteScalarAsync(cancellationToken))!;
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+        }, cancellationToken);
 
     public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken);
-        try
+        await InWriteTransactionAsync(async (writer, tx) =>
         {
-            var writer = await WriterAsync(cancellationToken);
-            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
             await using var insert = Command(writer, tx, """
                 INSERT INTO audit_log (at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome)
                 VALUES ($at, $action, $client, $org, $child, $submission, $patients, $status, $outcome);
@@ -326,13 +284,7 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
                 insert.Parameters.AddWithValue("$outcome", e.Outcome);
                 await insert.ExecuteNonQueryAsync(cancellationToken);
             }
-
-            await tx.CommitAsync(cancellationToken);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
+        }, cancellationToken);
     }
 
     public async Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken)
@@ -388,12 +340,41 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         return connection;
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> in one transaction on the single write connection, holding the write lock, and
+    /// commits it (an exception rolls it back).
+    /// </summary>
+    private async Task<T> InWriteTransactionAsync<T>(Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var writer = await WriterAsync(cancellationToken);
+            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
+            var result = await work(writer, tx);
+            await tx.CommitAsync(cancellationToken);
+            return result;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private Task InWriteTransactionAsync(Func<SqliteConnection, SqliteTransaction, Task> work, CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(async (writer, tx) =>
+        {
+            await work(writer, tx);
+            return true;
+        }, cancellationToken);
+
     // Called with the write lock held.
     private async Task<SqliteConnection> WriterAsync(CancellationToken cancellationToken)
     {
         if (_writer is null)
         {
             var writer = await OpenAsync(cancellationToken);
+            await ExecuteAsync(writer, "PRAGMA journal_mode = WAL;", cancellationToken);
             await ExecuteAsync(writer, "PRAGMA synchronous = FULL;", cancellationToken);
             _writer = writer;
         }
