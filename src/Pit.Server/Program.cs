@@ -6,7 +6,7 @@ using Pit.Server.Storage;
 if (args.Length > 0 && args[0] == "migrate")
 {
     var tool = PitApp.Create(args[1..]);
-    await tool.Services.GetRequiredService<IPitStore>().InitializeAsync(CancellationToken.None);
+    await tool.Services.GetRequiredService<IStoreMigrator>().MigrateAsync(CancellationToken.None);
     Console.WriteLine("Schema is up to date.");
     return;
 }

@@ -161,8 +161,8 @@ public sealed class PitClientTests
     [Fact]
     public async Task A_503_from_a_store_that_failed_once_is_retried_after_the_servers_Retry_After_and_then_accepted()
     {
-        var store = default(FailingStore);
-        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore(inner => store = new FailingStore(inner) { WritesToFail = 1 }));
+        var store = default(FailingQueueStore);
+        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore<ISubmissionQueueStore>(inner => store = new FailingQueueStore(inner) { WritesToFail = 1 }));
         using var traffic = new RecordingHandler();
         using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
         var json = await File.ReadAllTextAsync(Path.Combine(RealPit.ExamplesFolder(), "ingrid-solberg.json"));
@@ -183,7 +183,7 @@ public sealed class PitClientTests
     [Fact]
     public async Task Other_server_errors_are_not_retried()
     {
-        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore(inner => new FailingStore(inner) { FailReads = true }));
+        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore<IPatientFeedStore>(inner => new FailingFeedStore(inner)));
         using var traffic = new RecordingHandler();
         using var client = PitClient.Create(await RealPit.ClientOptions(server, traffic));
 

@@ -1,4 +1,5 @@
 using System.Net;
+using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
 
 namespace Pit.Server.Tests;
@@ -8,7 +9,7 @@ public sealed class FailureTests
     [Fact]
     public async Task An_unexpected_failure_is_a_500_outcome_with_a_correlation_id_and_no_stack_trace()
     {
-        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore(store => new FailingStore(store) { FailReads = true }));
+        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore<IPatientFeedStore>(store => new FailingFeedStore(store)));
         using var client = server.CreateClient();
 
         var body = await client.GetJsonAsync("v1/Patient/abc", HttpStatusCode.InternalServerError);
@@ -22,7 +23,7 @@ public sealed class FailureTests
     [Fact]
     public async Task When_the_store_cannot_take_a_submission_the_answer_is_503_with_retry_after_never_202()
     {
-        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore(store => new FailingStore(store) { WritesToFail = int.MaxValue }));
+        await using var server = await TestServer.StartAsync(configure: b => b.Services.DecorateStore<ISubmissionQueueStore>(store => new FailingQueueStore(store) { WritesToFail = int.MaxValue }));
         using var client = server.CreateClient();
 
         using var response = await client.PostAsync("v1/Patient", TestPatients.Content(TestPatients.Json(TestPatients.NewFnr())));

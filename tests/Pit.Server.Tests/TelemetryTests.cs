@@ -13,6 +13,8 @@ public sealed class TelemetryTests
         await using var server = await TestServer.StartAsync();
         var factory = server.Services.GetRequiredService<IMeterFactory>();
         var measurements = new ConcurrentQueue<(string Instrument, long Value, string? Result)>();
+        // The processor records pit.submissions.applied after the commit the client waits for: await the measurement.
+        var applied = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var listener = new MeterListener
         {
             InstrumentPublished = (instrument, l) =>
@@ -23,13 +25,21 @@ public sealed class TelemetryTests
                 }
             },
         };
-        listener.SetMeasurementEventCallback<long>((i, v, tags, _) => measurements.Enqueue((i.Name, v, Result(tags))));
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) =>
+        {
+            measurements.Enqueue((i.Name, v, Result(tags)));
+            if (i.Name == "pit.submissions.applied" && v >= 1)
+            {
+                applied.TrySetResult();
+            }
+        });
         listener.SetMeasurementEventCallback<int>((i, v, tags, _) => measurements.Enqueue((i.Name, v, Result(tags))));
         listener.Start();
 
         using var client = server.CreateClient();
         await client.WaitProcessedAsync(await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr())));
         await client.PostAsync("v1/Patient", TestPatients.Content("{}"));
+        await applied.Task.WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Contains(measurements, m => m is ("pit.submissions", 1, "accepted"));
         Assert.Contains(measurements, m => m is ("pit.submissions", 1, "rejected"));

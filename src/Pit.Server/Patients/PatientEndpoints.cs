@@ -69,7 +69,7 @@ internal static partial class PatientEndpoints
     }
 
     private static async Task<IResult> SearchAsync(
-        HttpContext context, IPitStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
+        HttpContext context, IPatientFeedStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
         PublicBaseUrl baseUrl, IOptions<AccessOptions> access, TimeProvider time)
     {
         if (Caller(context, access) is not { } caller)
@@ -152,7 +152,7 @@ internal static partial class PatientEndpoints
     }
 
     private static async Task<IResult> ReadAsync(
-        string id, HttpContext context, IPitStore store, AuditTrail audit, IOptions<AccessOptions> access, TimeProvider time)
+        string id, HttpContext context, IPatientFeedStore store, AuditTrail audit, IOptions<AccessOptions> access, TimeProvider time)
     {
         if (Caller(context, access) is not { } caller)
         {
@@ -173,7 +173,7 @@ internal static partial class PatientEndpoints
     }
 
     private static async Task<IResult> StatusAsync(
-        string id, HttpContext context, IPitStore store, PublicBaseUrl baseUrl, IOptions<AccessOptions> access)
+        string id, HttpContext context, ISubmissionQueueStore store, PublicBaseUrl baseUrl, IOptions<AccessOptions> access)
     {
         if (Caller(context, access) is not { } caller)
         {

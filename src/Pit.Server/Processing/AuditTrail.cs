@@ -7,7 +7,7 @@ namespace Pit.Server.Processing;
 /// Records who did what, batched off the request path into the store's audit_log table. Entries hold ids,
 /// organisation numbers and outcomes only: never tokens, proofs or identity numbers.
 /// </summary>
-internal sealed partial class AuditTrail(IPitStore store, ILogger<AuditTrail> logger) : BackgroundService
+internal sealed partial class AuditTrail(IAuditStore store, ILogger<AuditTrail> logger) : BackgroundService
 {
     private readonly Channel<AuditEntry> _channel = Channel.CreateUnbounded<AuditEntry>(new UnboundedChannelOptions { SingleReader = true });
 

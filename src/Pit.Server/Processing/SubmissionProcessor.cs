@@ -23,7 +23,7 @@ public sealed class ProcessingOptions
 /// submission either untouched (applied after restart) or fully applied.
 /// </summary>
 internal sealed partial class SubmissionProcessor(
-    IPitStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionProcessor> logger) : BackgroundService
+    ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionProcessor> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

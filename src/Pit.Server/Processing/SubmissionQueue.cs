@@ -9,7 +9,7 @@ namespace Pit.Server.Processing;
 /// commits whatever has queued up (up to <see cref="MaxBatch"/>) in one transaction and completes each request only
 /// after that commit. One fsync serves every request that arrived while the previous one was running.
 /// </summary>
-internal sealed partial class SubmissionQueue(IPitStore store, ProcessingSignal signal, PitMetrics metrics, ILogger<SubmissionQueue> logger) : BackgroundService
+internal sealed partial class SubmissionQueue(ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, ILogger<SubmissionQueue> logger) : BackgroundService
 {
     private const int MaxBatch = 256;
 

@@ -31,6 +31,27 @@ public enum SubmissionState
     Failed = 4,
 }
 
+/// <summary>The submission states as SQL literals, for the engines' statements (the column holds the enum's number).</summary>
+internal static class SubmissionStateSql
+{
+    /// <summary>Accepted, waiting to be applied.</summary>
+    public static readonly string Queued = Literal(SubmissionState.Queued);
+
+    /// <summary>
+    /// The stored content after a row takes the state <paramref name="state"/>: kept while queued and when failed (for
+    /// diagnosis), dropped once processed: the Patient row holds what is needed, and less health data lies about.
+    /// </summary>
+    public static string RetainedContent(string state, string content) =>
+        $"CASE WHEN {state} IN ({Queued}, {Literal(SubmissionState.Failed)}) THEN {content} END";
+
+    private static string Literal(SubmissionState state) => ((int)state).ToString(System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>The queue as operators watch it (metrics, readiness).</summary>
+/// <param name="Pending">Submissions accepted and not yet applied (including those waiting for a retry).</param>
+/// <param name="OldestPendingAcceptedAt">Acceptance time of the oldest pending submission; null when none is pending.</param>
+public sealed record QueueStatistics(long Pending, long? OldestPendingAcceptedAt);
+
 /// <summary>A stored submission and its outcome.</summary>
 public sealed record SubmissionRecord(
     Guid Id, string Tenant, long Sequence, SubmissionState State, long AcceptedAt, long? ProcessedAt,

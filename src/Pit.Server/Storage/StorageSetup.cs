@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Pit.Server.Storage.Postgres;
@@ -19,35 +18,59 @@ public sealed class StorageOptions
     public bool MigrateOnStartup { get; set; } = true;
 }
 
+/// <summary>Checks <see cref="StorageOptions"/> at start-up; every message names its configuration key.</summary>
+internal sealed class StorageOptionsValidator : IValidateOptions<StorageOptions>
+{
+    public ValidateOptionsResult Validate(string? name, StorageOptions options)
+    {
+        if (options.Provider is not ("Sqlite" or "Postgres"))
+        {
+            return ValidateOptionsResult.Fail("Pit:Storage:Provider must be Sqlite or Postgres.");
+        }
+
+        return options.Provider == "Postgres" && string.IsNullOrWhiteSpace(options.ConnectionString)
+            ? ValidateOptionsResult.Fail("Pit:Storage:ConnectionString is required for the Postgres provider.")
+            : ValidateOptionsResult.Success;
+    }
+}
+
 internal static class StorageSetup
 {
+    /// <summary>
+    /// The store of the configured provider (<c>Pit:Storage:Provider</c>): each provider registers all of its own
+    /// services; this adds what every provider shares (options, shared secrets, migration at start-up, readiness).
+    /// </summary>
     public static IServiceCollection AddPitStorage(this IServiceCollection services, IConfiguration configuration, IHostEnvironment environment)
     {
         services.TryAddTimeProvider();
-        services.AddOptions<StorageOptions>().Bind(configuration.GetSection("Pit:Storage"))
-            .Validate(o => o.Provider is "Sqlite" or "Postgres", "Pit:Storage:Provider must be Sqlite or Postgres.")
-            .Validate(o => o.Provider != "Postgres" || !string.IsNullOrWhiteSpace(o.ConnectionString),
-                "Pit:Storage:ConnectionString is required for the Postgres provider.")
-            .ValidateOnStart();
-        services.AddSingleton<IPitStore>(sp =>
-        {
-            var options = sp.GetRequiredService<IOptions<StorageOptions>>().Value;
-            var time = sp.GetRequiredService<TimeProvider>();
-            return options.Provider switch
-            {
-                "Postgres" => PostgresPitStore.Create(sp, options),
-                _ => new SqlitePitStore(
-                    options.ConnectionString ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}", time),
-            };
-        });
+        services.AddOptions<StorageOptions>().Bind(configuration.GetSection("Pit:Storage")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<StorageOptions>, StorageOptionsValidator>();
         if (configuration["Pit:Storage:Provider"] == "Postgres")
         {
-            services.AddPitPostgresServices();
+            services.AddPostgresStorage(configuration);
+        }
+        else
+        {
+            services.AddSqliteStorage(environment);
         }
 
-        services.AddSingleton<SharedSecrets>();
+        services.AddSharedSecrets(configuration);
         services.AddHostedService<StoreInitializer>();
         services.AddHealthChecks().AddCheck<StoreHealthCheck>("store", tags: ["ready"]);
+        return services;
+    }
+
+    /// <summary>Registers <paramref name="create"/>'s engine once, behind every store interface.</summary>
+    public static IServiceCollection AddStoreEngine<TEngine>(this IServiceCollection services, Func<IServiceProvider, TEngine> create)
+        where TEngine : class, IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth
+    {
+        services.AddSingleton(create);
+        services.AddSingleton<IStoreMigrator>(sp => sp.GetRequiredService<TEngine>());
+        services.AddSingleton<ISubmissionQueueStore>(sp => sp.GetRequiredService<TEngine>());
+        services.AddSingleton<IPatientFeedStore>(sp => sp.GetRequiredService<TEngine>());
+        services.AddSingleton<ISharedSecretStore>(sp => sp.GetRequiredService<TEngine>());
+        services.AddSingleton<IAuditStore>(sp => sp.GetRequiredService<TEngine>());
+        services.AddSingleton<IStoreHealth>(sp => sp.GetRequiredService<TEngine>());
         return services;
     }
 
@@ -67,15 +90,15 @@ internal static class StorageSetup
     }
 
     /// <summary>Creates or migrates the schema before the server takes requests.</summary>
-    private sealed class StoreInitializer(IPitStore store, IOptions<StorageOptions> options) : IHostedService
+    private sealed class StoreInitializer(IStoreMigrator migrator, IOptions<StorageOptions> options) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken) =>
-            options.Value.MigrateOnStartup ? store.InitializeAsync(cancellationToken) : Task.CompletedTask;
+            options.Value.MigrateOnStartup ? migrator.MigrateAsync(cancellationToken) : Task.CompletedTask;
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
-    private sealed class StoreHealthCheck(IPitStore store) : IHealthCheck
+    private sealed class StoreHealthCheck(IStoreHealth store) : IHealthCheck
     {
         public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
         {
@@ -91,25 +114,5 @@ internal static class StorageSetup
                 return HealthCheckResult.Unhealthy("The store cannot be reached.");
             }
         }
-    }
-}
-
-/// <summary>
-/// Secrets every instance over one store must share (the cursor key, ...): taken from configuration when given
-/// (<c>Pit:Secrets:{name}</c>, base64), otherwise generated once and kept in the store.
-/// </summary>
-public sealed class SharedSecrets(IPitStore store, IConfiguration configuration)
-{
-    /// <summary>The 32-byte secret called <paramref name="name"/>.</summary>
-    public async Task<byte[]> GetAsync(string name, CancellationToken cancellationToken)
-    {
-        var configured = configuration[$"Pit:Secrets:{name}"];
-        if (!string.IsNullOrWhiteSpace(configured))
-        {
-            var key = Convert.FromBase64String(configured);
-            return key.Length >= 32 ? key : throw new InvalidOperationException($"Pit:Secrets:{name} must be at least 32 bytes (base64).");
-        }
-
-        return await store.GetOrCreateSecretAsync(name, () => RandomNumberGenerator.GetBytes(32), cancellationToken);
     }
 }

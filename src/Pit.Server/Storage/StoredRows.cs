@@ -37,4 +37,75 @@ internal static class StoredRows
 
         return result;
     }
+
+    /// <summary>The audit columns every engine selects, in this order.</summary>
+    public const string AuditColumns = "at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome";
+
+    /// <summary>Runs <paramref name="command"/> (a select of <see cref="AuditColumns"/>) and reads every row.</summary>
+    public static async Task<IReadOnlyList<AuditEntry>> AuditAsync(DbCommand command, CancellationToken cancellationToken)
+    {
+        var result = new List<AuditEntry>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            result.Add(new AuditEntry(
+                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
+                reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.IsDBNull(5) ? null : reader.GetValue(5) as Guid? ?? Guid.Parse(reader.GetString(5)),
+                reader.IsDBNull(6) ? null : reader.GetString(6),
+                reader.GetInt32(7), reader.GetString(8)));
+        }
+
+        return result;
+    }
+
+    /// <summary>The audit page query: newest first, optionally for one organisation; engines supply placeholders.</summary>
+    public static string AuditQuery(string? organisationParameter, string limitParameter) => string.Concat(
+        $"SELECT {AuditColumns} FROM audit_log",
+        organisationParameter is null ? "" : $" WHERE organisation = {organisationParameter}",
+        $" ORDER BY id DESC LIMIT {limitParameter};");
+
+    /// <summary>The count and oldest acceptance time of the queued submissions (both over the partial queue index).</summary>
+    public static readonly string QueueStatisticsQuery = $"""
+        SELECT (SELECT count(*) FROM submissions WHERE state = {SubmissionStateSql.Queued}),
+               (SELECT accepted_at FROM submissions WHERE state = {SubmissionStateSql.Queued} ORDER BY seq LIMIT 1);
+        """;
+
+    /// <summary>Reads the single row of <see cref="QueueStatisticsQuery"/>.</summary>
+    public static async Task<QueueStatistics> QueueStatisticsAsync(DbCommand command, CancellationToken cancellationToken)
+    {
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return new QueueStatistics(reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetInt64(1));
+    }
+
+    /// <summary>
+    /// The Patients (with all their identifiers) that any of a batch's identifiers point at, one row per identifier;
+    /// <paramref name="matchedIds"/> is the engine's subquery of matched Patient ids.
+    /// </summary>
+    public static string MatchedPatientsQuery(string matchedIds) => $"""
+        SELECT p.id, p.tenant, p.version, p.content_hash, p.last_seq, pk.system, pk.value
+        FROM patients p JOIN patient_keys pk ON pk.patient_id = p.id
+        WHERE p.id IN ({matchedIds});
+        """;
+
+    /// <summary>Reads the rows of a <see cref="MatchedPatientsQuery"/>, grouped by Patient.</summary>
+    public static async Task<IReadOnlyList<Processing.ExistingPatient>> MatchedPatientsAsync(DbDataReader reader, CancellationToken cancellationToken)
+    {
+        var patients = new Dictionary<string, (Processing.ExistingPatient Patient, List<PatientKey> Keys)>(StringComparer.Ordinal);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var id = reader.GetString(0);
+            if (!patients.TryGetValue(id, out var entry))
+            {
+                var keys = new List<PatientKey>();
+                entry = (new Processing.ExistingPatient(id, reader.GetString(1), reader.GetInt32(2), reader.GetFieldValue<byte[]>(3), reader.GetInt64(4), keys), keys);
+                patients.Add(id, entry);
+            }
+
+            entry.Keys.Add(new PatientKey(reader.GetString(5), reader.GetString(6)));
+        }
+
+        return [.. patients.Values.Select(e => e.Patient)];
+    }
 }

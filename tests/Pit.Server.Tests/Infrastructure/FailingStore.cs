@@ -3,30 +3,27 @@ using Pit.Server.Storage;
 
 namespace Pit.Server.Tests.Infrastructure;
 
-/// <summary>Decorating the server's store, for the paths that must survive a store failure.</summary>
+/// <summary>Decorating one of the server's store interfaces, for the paths that must survive a store failure.</summary>
 internal static class StoreDecoration
 {
-    /// <summary>Wraps the registered <see cref="IPitStore"/> in a decorator.</summary>
-    public static void DecorateStore(this IServiceCollection services, Func<IPitStore, IPitStore> decorate)
+    /// <summary>Wraps the registered <typeparamref name="TStore"/> in a decorator.</summary>
+    public static void DecorateStore<TStore>(this IServiceCollection services, Func<TStore, TStore> decorate)
+        where TStore : class
     {
-        var original = services.Last(d => d.ServiceType == typeof(IPitStore));
-        services.Replace(ServiceDescriptor.Singleton(sp => decorate((IPitStore)original.ImplementationFactory!(sp))));
+        var original = services.Last(d => d.ServiceType == typeof(TStore));
+        services.Replace(ServiceDescriptor.Singleton(sp => decorate((TStore)original.ImplementationFactory!(sp))));
     }
 }
 
-/// <summary>The real store with failures switched on.</summary>
-internal sealed class FailingStore(IPitStore inner) : IPitStore
+/// <summary>The real queue whose first <see cref="WritesToFail"/> group commits fail.</summary>
+internal sealed class FailingQueueStore(ISubmissionQueueStore inner) : ISubmissionQueueStore
 {
     private int _writes;
     private int _failedWrites;
 
     public int WritesToFail { get; init; }
 
-    public bool FailReads { get; init; }
-
     public int FailedWrites => Volatile.Read(ref _failedWrites);
-
-    public Task InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
 
     public Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
@@ -41,20 +38,16 @@ internal sealed class FailingStore(IPitStore inner) : IPitStore
 
     public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) => inner.GetSubmissionAsync(id, cancellationToken);
 
-    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) => inner.ApplyPendingAsync(maxCount, cancellationToken);
+    public Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken) => inner.GetQueueStatisticsAsync(cancellationToken);
 
+    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) => inner.ApplyPendingAsync(maxCount, cancellationToken);
+}
+
+/// <summary>The real Patient feed whose reads by id fail with an unexpected exception (a bug, not an outage).</summary>
+internal sealed class FailingFeedStore(IPatientFeedStore inner) : IPatientFeedStore
+{
     public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
-        FailReads ? throw new InvalidOperationException("simulated bug") : inner.GetPatientAsync(id, cancellationToken);
+        throw new InvalidOperationException("simulated bug");
 
     public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
-
-    public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
-        inner.GetOrCreateSecretAsync(name, create, cancellationToken);
-
-    public Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken) => inner.AppendAuditAsync(entries, cancellationToken);
-
-    public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
-        inner.ReadAuditAsync(organisation, limit, cancellationToken);
-
-    public Task CheckHealthAsync(CancellationToken cancellationToken) => inner.CheckHealthAsync(cancellationToken);
 }

@@ -89,7 +89,7 @@ public sealed class IsolationAndAuditTests : IAsyncLifetime
         await a.GetJsonAsync("v1/Patient", HttpStatusCode.OK);
         await a.PostAsync("v1/Patient", TestPatients.Content("{}"));
 
-        var store = _server.Services.GetRequiredService<IPitStore>();
+        var store = _server.Services.GetRequiredService<IAuditStore>();
         IReadOnlyList<AuditEntry> entries = [];
         for (var i = 0; i < 100 && entries.Count < 4; i++)
         {

@@ -6,7 +6,7 @@ using Pit.Server.Tests.Infrastructure;
 namespace Pit.Server.Tests.Storage;
 
 /// <summary>
-/// The storage contract: every engine behind <see cref="IPitStore"/> runs these same tests
+/// The storage contract: every engine runs these same tests through the store interfaces
 /// (<see cref="SqlitePitStoreContractTests"/>, <see cref="PostgresPitStoreContractTests"/>).
 /// </summary>
 public abstract class PitStoreContractTests
@@ -25,13 +25,13 @@ public abstract class PitStoreContractTests
         await using var db = await CreateDatabaseAsync();
         var writer = await db.OpenStoreAsync();
         var batch = new[] { Submissions.Create(TenantA, "1"), Submissions.Create(TenantA, "2"), Submissions.Create(TenantB, "3") };
-        await writer.AddSubmissionsAsync(batch, None);
+        await writer.Queue.AddSubmissionsAsync(batch, None);
 
         var reader = await db.OpenStoreAsync();
         var records = new List<SubmissionRecord>();
         foreach (var s in batch)
         {
-            var record = await reader.GetSubmissionAsync(s.Id, None);
+            var record = await reader.Queue.GetSubmissionAsync(s.Id, None);
             Assert.NotNull(record);
             Assert.Equal(SubmissionState.Queued, record.State);
             Assert.Equal(s.Tenant, record.Tenant);
@@ -41,8 +41,25 @@ public abstract class PitStoreContractTests
         }
 
         Assert.True(records[0].Sequence < records[1].Sequence && records[1].Sequence < records[2].Sequence);
-        Assert.Null(await reader.GetSubmissionAsync(Guid.NewGuid(), None));
-        Assert.Null(await reader.GetPatientAsync("no-such-patient", None));
+        Assert.Null(await reader.Queue.GetSubmissionAsync(Guid.NewGuid(), None));
+        Assert.Null(await reader.Feed.GetPatientAsync("no-such-patient", None));
+    }
+
+    [Fact]
+    public async Task Queue_statistics_count_the_pending_submissions_and_give_the_oldest_acceptance_time()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var store = await db.OpenStoreAsync();
+        Assert.Equal(new QueueStatistics(0, null), await store.Queue.GetQueueStatisticsAsync(None));
+
+        await store.Queue.AddSubmissionsAsync([Submissions.Create(TenantA, "1", acceptedAt: 1_000), Submissions.Create(TenantB, "2", acceptedAt: 2_000)], None);
+        await store.Queue.AddSubmissionsAsync([Submissions.Create(TenantA, "3", acceptedAt: 3_000)], None);
+        Assert.Equal(new QueueStatistics(3, 1_000), await store.Queue.GetQueueStatisticsAsync(None));
+
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(1, None));
+        Assert.Equal(new QueueStatistics(2, 2_000), await store.Queue.GetQueueStatisticsAsync(None));
+        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(new QueueStatistics(0, null), await store.Queue.GetQueueStatisticsAsync(None));
     }
 
     [Fact]
@@ -52,16 +69,16 @@ public abstract class PitStoreContractTests
         var time = new ManualTimeProvider(Start);
         var store = await db.OpenStoreAsync(time);
         var submission = Submissions.Create(TenantA, "12345678901", family: "Nordmann");
-        await store.AddSubmissionsAsync([submission], None);
+        await store.Queue.AddSubmissionsAsync([submission], None);
 
-        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
-        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
 
-        var record = (await store.GetSubmissionAsync(submission.Id, None))!;
+        var record = (await store.Queue.GetSubmissionAsync(submission.Id, None))!;
         Assert.Equal(SubmissionState.Applied, record.State);
         Assert.Equal(1, record.PatientVersion);
         Assert.Equal(FeedTime.FromDateTimeOffset(Start), record.ProcessedAt);
-        var patient = (await store.GetPatientAsync(record.PatientId!, None))!;
+        var patient = (await store.Feed.GetPatientAsync(record.PatientId!, None))!;
         Assert.Equal(record.PatientId, patient.Id);
         Assert.Equal(TenantA, patient.Tenant);
         Assert.Equal(1, patient.Version);
@@ -89,20 +106,20 @@ public abstract class PitStoreContractTests
         var time = new ManualTimeProvider(Start);
         var store = await db.OpenStoreAsync(time);
         var first = Submissions.Create(TenantA, "1", gender: "female");
-        await store.AddSubmissionsAsync([first], None);
-        await store.ApplyPendingAsync(10, None);
-        var v1 = (await store.GetPatientAsync((await store.GetSubmissionAsync(first.Id, None))!.PatientId!, None))!;
+        await store.Queue.AddSubmissionsAsync([first], None);
+        await store.Queue.ApplyPendingAsync(10, None);
+        var v1 = (await store.Feed.GetPatientAsync((await store.Queue.GetSubmissionAsync(first.Id, None))!.PatientId!, None))!;
 
         time.Advance(TimeSpan.FromSeconds(1));
         var second = Submissions.Create(TenantA, "1", gender: "male");
-        await store.AddSubmissionsAsync([second], None);
-        await store.ApplyPendingAsync(10, None);
+        await store.Queue.AddSubmissionsAsync([second], None);
+        await store.Queue.ApplyPendingAsync(10, None);
 
-        var record = (await store.GetSubmissionAsync(second.Id, None))!;
+        var record = (await store.Queue.GetSubmissionAsync(second.Id, None))!;
         Assert.Equal(SubmissionState.Applied, record.State);
         Assert.Equal(v1.Id, record.PatientId);
         Assert.Equal(2, record.PatientVersion);
-        var v2 = (await store.GetPatientAsync(v1.Id, None))!;
+        var v2 = (await store.Feed.GetPatientAsync(v1.Id, None))!;
         Assert.Equal(2, v2.Version);
         Assert.Equal(FeedTime.FromDateTimeOffset(Start.AddSeconds(1)), v2.LastUpdated);
         using var json = JsonDocument.Parse(v2.Json);
@@ -117,21 +134,21 @@ public abstract class PitStoreContractTests
         var time = new ManualTimeProvider(Start);
         var store = await db.OpenStoreAsync(time);
         var first = Submissions.Create(TenantA, "1");
-        await store.AddSubmissionsAsync([first], None);
-        await store.ApplyPendingAsync(10, None);
-        var id = (await store.GetSubmissionAsync(first.Id, None))!.PatientId!;
-        var before = (await store.GetPatientAsync(id, None))!;
+        await store.Queue.AddSubmissionsAsync([first], None);
+        await store.Queue.ApplyPendingAsync(10, None);
+        var id = (await store.Queue.GetSubmissionAsync(first.Id, None))!.PatientId!;
+        var before = (await store.Feed.GetPatientAsync(id, None))!;
 
         time.Advance(TimeSpan.FromMinutes(5));
         var retry = Submissions.Create(TenantA, "1");
-        await store.AddSubmissionsAsync([retry], None);
-        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+        await store.Queue.AddSubmissionsAsync([retry], None);
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
 
-        var record = (await store.GetSubmissionAsync(retry.Id, None))!;
+        var record = (await store.Queue.GetSubmissionAsync(retry.Id, None))!;
         Assert.Equal(SubmissionState.Unchanged, record.State);
         Assert.Equal(id, record.PatientId);
         Assert.Equal(1, record.PatientVersion);
-        var after = (await store.GetPatientAsync(id, None))!;
+        var after = (await store.Feed.GetPatientAsync(id, None))!;
         Assert.Equal(before.LastUpdated, after.LastUpdated);
         Assert.Equal(1, after.Version);
         Assert.Equal(before.Json, after.Json);
@@ -147,18 +164,18 @@ public abstract class PitStoreContractTests
 
         await db.AcceptLateAsync(earlier, async () =>
         {
-            await store.AddSubmissionsAsync([later], None);
-            Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+            await store.Queue.AddSubmissionsAsync([later], None);
+            Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
         });
-        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
 
-        var earlierRecord = (await store.GetSubmissionAsync(earlier.Id, None))!;
-        var laterRecord = (await store.GetSubmissionAsync(later.Id, None))!;
+        var earlierRecord = (await store.Queue.GetSubmissionAsync(earlier.Id, None))!;
+        var laterRecord = (await store.Queue.GetSubmissionAsync(later.Id, None))!;
         Assert.True(earlierRecord.Sequence < laterRecord.Sequence);
         Assert.Equal(SubmissionState.Applied, laterRecord.State);
         Assert.Equal(SubmissionState.Superseded, earlierRecord.State);
         Assert.Equal(laterRecord.PatientId, earlierRecord.PatientId);
-        var patient = (await store.GetPatientAsync(laterRecord.PatientId!, None))!;
+        var patient = (await store.Feed.GetPatientAsync(laterRecord.PatientId!, None))!;
         Assert.Equal(1, patient.Version);
         using var json = JsonDocument.Parse(patient.Json);
         Assert.Equal("male", json.RootElement.GetProperty("gender").GetString());
@@ -169,21 +186,21 @@ public abstract class PitStoreContractTests
     {
         await using var db = await CreateDatabaseAsync();
         var store = await db.OpenStoreAsync();
-        await store.AddSubmissionsAsync([Submissions.Create(TenantA, "1"), Submissions.Create(TenantA, "2")], None);
-        await store.ApplyPendingAsync(10, None);
+        await store.Queue.AddSubmissionsAsync([Submissions.Create(TenantA, "1"), Submissions.Create(TenantA, "2")], None);
+        await store.Queue.ApplyPendingAsync(10, None);
 
         var both = Submissions.Create(TenantA, "1", extraKeys: [new PatientKey(Submissions.Fnr, "2")]);
         var next = Submissions.Create(TenantA, "3");
-        await store.AddSubmissionsAsync([both, next], None);
-        Assert.Equal(2, await store.ApplyPendingAsync(10, None));
+        await store.Queue.AddSubmissionsAsync([both, next], None);
+        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
 
-        var failed = (await store.GetSubmissionAsync(both.Id, None))!;
+        var failed = (await store.Queue.GetSubmissionAsync(both.Id, None))!;
         Assert.Equal(SubmissionState.Failed, failed.State);
         Assert.Contains("more than one", failed.Reason);
         Assert.Null(failed.PatientId);
         Assert.NotNull(failed.ProcessedAt);
-        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(next.Id, None))!.State);
-        Assert.Equal(3, (await store.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None)).Count);
+        Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(next.Id, None))!.State);
+        Assert.Equal(3, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None)).Count);
     }
 
     [Fact]
@@ -192,25 +209,25 @@ public abstract class PitStoreContractTests
         await using var db = await CreateDatabaseAsync();
         var store = await db.OpenStoreAsync();
         var first = Submissions.Create(TenantA, "1", extraKeys: [new PatientKey(Submissions.DNumber, "41010112345")]);
-        await store.AddSubmissionsAsync([first], None);
-        await store.ApplyPendingAsync(10, None);
+        await store.Queue.AddSubmissionsAsync([first], None);
+        await store.Queue.ApplyPendingAsync(10, None);
 
         // Found by the D-number alone; afterwards the patient is known by fnr 9 and the D-number no longer.
         var byDNumber = Submissions.FromContent(TenantA,
             """{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"9"},{"system":"urn:oid:2.16.578.1.12.4.1.4.2","value":"41010112345"}]}""",
             [new PatientKey(Submissions.Fnr, "9"), new PatientKey(Submissions.DNumber, "41010112345")]);
-        await store.AddSubmissionsAsync([byDNumber], None);
-        await store.ApplyPendingAsync(10, None);
+        await store.Queue.AddSubmissionsAsync([byDNumber], None);
+        await store.Queue.ApplyPendingAsync(10, None);
         var onlyNine = Submissions.Create(TenantA, "9", gender: "other");
         var oldFnr = Submissions.Create(TenantA, "1", gender: "other");
-        await store.AddSubmissionsAsync([onlyNine, oldFnr], None);
-        await store.ApplyPendingAsync(10, None);
+        await store.Queue.AddSubmissionsAsync([onlyNine, oldFnr], None);
+        await store.Queue.ApplyPendingAsync(10, None);
 
-        var id = (await store.GetSubmissionAsync(first.Id, None))!.PatientId;
-        Assert.Equal(id, (await store.GetSubmissionAsync(byDNumber.Id, None))!.PatientId);
-        Assert.Equal(id, (await store.GetSubmissionAsync(onlyNine.Id, None))!.PatientId);
-        Assert.Equal(3, (await store.GetSubmissionAsync(onlyNine.Id, None))!.PatientVersion);
-        var other = (await store.GetSubmissionAsync(oldFnr.Id, None))!;
+        var id = (await store.Queue.GetSubmissionAsync(first.Id, None))!.PatientId;
+        Assert.Equal(id, (await store.Queue.GetSubmissionAsync(byDNumber.Id, None))!.PatientId);
+        Assert.Equal(id, (await store.Queue.GetSubmissionAsync(onlyNine.Id, None))!.PatientId);
+        Assert.Equal(3, (await store.Queue.GetSubmissionAsync(onlyNine.Id, None))!.PatientVersion);
+        var other = (await store.Queue.GetSubmissionAsync(oldFnr.Id, None))!;
         Assert.Equal(SubmissionState.Applied, other.State);
         Assert.NotEqual(id, other.PatientId);
         Assert.Equal(1, other.PatientVersion);
@@ -231,13 +248,13 @@ public abstract class PitStoreContractTests
             Submissions.Create(TenantA, "2", gender: "unknown", extraKeys: [dNumber]),// P v4 by the D-number, now known by 2 and it
             Submissions.Create(TenantA, "1", gender: "female"),                       // 1 is free again: new patient Q
         };
-        await store.AddSubmissionsAsync(batch, None);
-        Assert.Equal(6, await store.ApplyPendingAsync(50, None));
+        await store.Queue.AddSubmissionsAsync(batch, None);
+        Assert.Equal(6, await store.Queue.ApplyPendingAsync(50, None));
 
         var records = new List<SubmissionRecord>();
         foreach (var s in batch)
         {
-            records.Add((await store.GetSubmissionAsync(s.Id, None))!);
+            records.Add((await store.Queue.GetSubmissionAsync(s.Id, None))!);
         }
 
         var p = records[0].PatientId;
@@ -249,7 +266,7 @@ public abstract class PitStoreContractTests
         Assert.NotEqual(p, records[5].PatientId);
         Assert.Equal(1, records[5].PatientVersion);
 
-        var patient = (await store.GetPatientAsync(p!, None))!;
+        var patient = (await store.Feed.GetPatientAsync(p!, None))!;
         Assert.Equal(4, patient.Version);
         using (var json = JsonDocument.Parse(patient.Json))
         {
@@ -263,17 +280,17 @@ public abstract class PitStoreContractTests
             Submissions.Create(TenantA, "2", gender: "unknown", extraKeys: [dNumber]),
             Submissions.Create(TenantA, "1", gender: "male"),
         };
-        await store.AddSubmissionsAsync(next, None);
-        await store.ApplyPendingAsync(50, None);
+        await store.Queue.AddSubmissionsAsync(next, None);
+        await store.Queue.ApplyPendingAsync(50, None);
         Assert.Equal((SubmissionState.Unchanged, p), await StateAsync(next[0]));
         Assert.Equal((SubmissionState.Applied, records[5].PatientId), await StateAsync(next[1]));
-        var feed = await store.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 50), None);
+        var feed = await store.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 50), None);
         Assert.Equal(2, feed.Count);
         Assert.True(feed[0].LastUpdated < feed[1].LastUpdated);
 
         async Task<(SubmissionState, string?)> StateAsync(NewSubmission s)
         {
-            var r = (await store.GetSubmissionAsync(s.Id, None))!;
+            var r = (await store.Queue.GetSubmissionAsync(s.Id, None))!;
             return (r.State, r.PatientId);
         }
     }
@@ -285,17 +302,17 @@ public abstract class PitStoreContractTests
         var store = await db.OpenStoreAsync();
         var a = Submissions.Create(TenantA, "1");
         var b = Submissions.Create(TenantB, "1");
-        await store.AddSubmissionsAsync([a, b], None);
-        Assert.Equal(2, await store.ApplyPendingAsync(10, None));
+        await store.Queue.AddSubmissionsAsync([a, b], None);
+        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
 
-        var ra = (await store.GetSubmissionAsync(a.Id, None))!;
-        var rb = (await store.GetSubmissionAsync(b.Id, None))!;
+        var ra = (await store.Queue.GetSubmissionAsync(a.Id, None))!;
+        var rb = (await store.Queue.GetSubmissionAsync(b.Id, None))!;
         Assert.Equal(SubmissionState.Applied, ra.State);
         Assert.Equal(SubmissionState.Applied, rb.State);
         Assert.NotEqual(ra.PatientId, rb.PatientId);
         Assert.Equal(1, rb.PatientVersion);
-        Assert.Equal(TenantB, (await store.GetPatientAsync(rb.PatientId!, None))!.Tenant);
-        var onlyB = await store.SearchAsync(new PatientPageQuery(TenantB, false, null, null, null, 50), None);
+        Assert.Equal(TenantB, (await store.Feed.GetPatientAsync(rb.PatientId!, None))!.Tenant);
+        var onlyB = await store.Feed.SearchAsync(new PatientPageQuery(TenantB, false, null, null, null, 50), None);
         Assert.Equal(rb.PatientId, Assert.Single(onlyB).Id);
     }
 
@@ -307,12 +324,12 @@ public abstract class PitStoreContractTests
         var store = await db.OpenStoreAsync(time);
         for (var i = 0; i < 30; i++)
         {
-            await store.AddSubmissionsAsync([Submissions.Create(i % 3 == 0 ? TenantB : TenantA, $"p{i}")], None);
-            await store.ApplyPendingAsync(10, None);
+            await store.Queue.AddSubmissionsAsync([Submissions.Create(i % 3 == 0 ? TenantB : TenantA, $"p{i}")], None);
+            await store.Queue.ApplyPendingAsync(10, None);
             time.Advance(TimeSpan.FromMilliseconds(i % 4 == 0 ? 0 : 3));
         }
 
-        var all = await store.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None);
+        var all = await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None);
         Assert.Equal(30, all.Count);
         var from = all[5].LastUpdated;
         var to = all[24].LastUpdated;
@@ -329,7 +346,7 @@ public abstract class PitStoreContractTests
                     PagePosition? after = null;
                     while (true)
                     {
-                        var page = await store.SearchAsync(new PatientPageQuery(tenant, descending, lower, upper, after, 4), None);
+                        var page = await store.Feed.SearchAsync(new PatientPageQuery(tenant, descending, lower, upper, after, 4), None);
                         Assert.True(page.Count <= 4);
                         pages.AddRange(page.Select(p => p.Id));
                         if (page.Count < 4)
@@ -355,12 +372,12 @@ public abstract class PitStoreContractTests
         var previous = 0L;
         for (var round = 0; round < 6; round++)
         {
-            await store.AddSubmissionsAsync(
+            await store.Queue.AddSubmissionsAsync(
                 Enumerable.Range(0, 10).Select(i => Submissions.Create(TenantA, $"p{i}", gender: round % 2 == 0 ? "female" : "male")).ToList(), None);
-            await store.ApplyPendingAsync(4, None);
-            await store.ApplyPendingAsync(100, None);
+            await store.Queue.ApplyPendingAsync(4, None);
+            await store.Queue.ApplyPendingAsync(100, None);
             time.Advance(round == 2 ? TimeSpan.FromHours(-1) : TimeSpan.Zero);
-            var feed = await store.SearchAsync(new PatientPageQuery(null, false, previous + 1, null, null, 50), None);
+            var feed = await store.Feed.SearchAsync(new PatientPageQuery(null, false, previous + 1, null, null, 50), None);
             Assert.Equal(10, feed.Count);
             Assert.All(feed.Zip(feed.Skip(1)), pair => Assert.True(pair.First.LastUpdated < pair.Second.LastUpdated));
             Assert.True(feed[0].LastUpdated > previous);
@@ -374,7 +391,7 @@ public abstract class PitStoreContractTests
         await using var db = await CreateDatabaseAsync();
         // A clock that stands still: lastUpdated order must come from commit order, not from the clock.
         var time = new ManualTimeProvider(Start);
-        var stores = new List<IPitStore>();
+        var stores = new List<StoreUnderTest>();
         for (var i = 0; i < (db.SupportsSeveralInstances ? 3 : 1); i++)
         {
             stores.Add(await db.OpenStoreAsync(time));
@@ -398,7 +415,7 @@ public abstract class PitStoreContractTests
                         var gender = variants[Random.Shared.Next(variants.Length)];
                         return (Submission: Submissions.Create(TenantA, key, gender), Key: key, Gender: gender);
                     }).ToList();
-                    await stores[b % stores.Count].AddSubmissionsAsync(batch.Select(x => x.Submission).ToList(), None);
+                    await stores[b % stores.Count].Queue.AddSubmissionsAsync(batch.Select(x => x.Submission).ToList(), None);
                     batch.ForEach(accepted.Add);
                 }
             }
@@ -415,7 +432,7 @@ public abstract class PitStoreContractTests
             while (true)
             {
                 var wasSubmitting = Volatile.Read(ref submitting);
-                var count = await store.ApplyPendingAsync(3, None);
+                var count = await store.Queue.ApplyPendingAsync(3, None);
                 taken += count;
                 if (count == 0 && !wasSubmitting)
                 {
@@ -438,7 +455,7 @@ public abstract class PitStoreContractTests
             while (true)
             {
                 PagePosition? after = seen.Count == 0 ? null : new PagePosition(seen[^1].LastUpdated, seen[^1].Id);
-                var page = await reader.SearchAsync(new PatientPageQuery(TenantA, false, null, null, after, 7), None);
+                var page = await reader.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, after, 7), None);
                 seen.AddRange(page);
                 if (page.Count < 7)
                 {
@@ -461,7 +478,7 @@ public abstract class PitStoreContractTests
         var records = new List<(SubmissionRecord Record, string Key, string Gender)>();
         foreach (var (submission, key, gender) in accepted)
         {
-            records.Add(((await reader.GetSubmissionAsync(submission.Id, None))!, key, gender));
+            records.Add(((await reader.Queue.GetSubmissionAsync(submission.Id, None))!, key, gender));
         }
 
         Assert.DoesNotContain(records, r => r.Record.State is SubmissionState.Queued or SubmissionState.Failed);
@@ -473,7 +490,7 @@ public abstract class PitStoreContractTests
             Assert.Equal(Enumerable.Range(1, versions.Count), versions);
 
             // Last accepted wins.
-            var current = (await reader.GetPatientAsync(id, None))!;
+            var current = (await reader.Feed.GetPatientAsync(id, None))!;
             Assert.Equal(versions.Count, current.Version);
             using var json = JsonDocument.Parse(current.Json);
             Assert.Equal(patient.MaxBy(r => r.Record.Sequence).Gender, json.RootElement.GetProperty("gender").GetString());
@@ -497,39 +514,39 @@ public abstract class PitStoreContractTests
             """{"identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"1"}],"resourceType":"Patient"}""",
             [new PatientKey(Submissions.Fnr, "1")]);
         var good = Submissions.Create(TenantA, "2");
-        await store.AddSubmissionsAsync([broken, good], None);
+        await store.Queue.AddSubmissionsAsync([broken, good], None);
 
-        Assert.Equal(2, await store.ApplyPendingAsync(10, None));
-        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(good.Id, None))!.State);
-        for (var i = 0; i < 20 && (await store.GetSubmissionAsync(broken.Id, None))!.State == SubmissionState.Queued; i++)
+        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(good.Id, None))!.State);
+        for (var i = 0; i < 20 && (await store.Queue.GetSubmissionAsync(broken.Id, None))!.State == SubmissionState.Queued; i++)
         {
             time.Advance(TimeSpan.FromMinutes(2));
-            await store.ApplyPendingAsync(10, None);
+            await store.Queue.ApplyPendingAsync(10, None);
         }
 
-        var record = (await store.GetSubmissionAsync(broken.Id, None))!;
+        var record = (await store.Queue.GetSubmissionAsync(broken.Id, None))!;
         Assert.Equal(SubmissionState.Failed, record.State);
         Assert.False(string.IsNullOrWhiteSpace(record.Reason));
         Assert.Null(record.PatientId);
-        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
     }
 
     [Fact]
     public async Task Secrets_are_created_once_and_the_first_writer_wins()
     {
         await using var db = await CreateDatabaseAsync();
-        var stores = new List<IPitStore>();
+        var stores = new List<StoreUnderTest>();
         for (var i = 0; i < (db.SupportsSeveralInstances ? 3 : 1); i++)
         {
             stores.Add(await db.OpenStoreAsync());
         }
 
         var results = await Task.WhenAll(Enumerable.Range(0, 9).Select(n => Task.Run(() =>
-            stores[n % stores.Count].GetOrCreateSecretAsync("cursor", () => [(byte)n, .. new byte[31]], None))));
+            stores[n % stores.Count].Secrets.GetOrCreateSecretAsync("cursor", () => [(byte)n, .. new byte[31]], None))));
         Assert.All(results, r => Assert.Equal(results[0], r));
         Assert.Equal(32, results[0].Length);
-        Assert.Equal(results[0], await (await db.OpenStoreAsync()).GetOrCreateSecretAsync("cursor", () => new byte[32], None));
-        Assert.Equal(new byte[] { 7 }, await stores[0].GetOrCreateSecretAsync("other", () => [7], None));
+        Assert.Equal(results[0], await (await db.OpenStoreAsync()).Secrets.GetOrCreateSecretAsync("cursor", () => new byte[32], None));
+        Assert.Equal(new byte[] { 7 }, await stores[0].Secrets.GetOrCreateSecretAsync("other", () => [7], None));
     }
 
     [Fact]
@@ -540,14 +557,14 @@ public abstract class PitStoreContractTests
         var first = new AuditEntry(1, "submit", "client-1", TenantA, "974600000", Guid.NewGuid(), null, 202, "accepted");
         var second = new AuditEntry(2, "search", "client-2", TenantB, null, null, "a,b", 200, "ok");
         var third = new AuditEntry(3, "read", "client-1", TenantA, null, null, "c", 404, "not found");
-        await store.AppendAuditAsync([first, second], None);
-        await store.AppendAuditAsync([third], None);
-        await store.AppendAuditAsync([], None);
+        await store.Audit.AppendAuditAsync([first, second], None);
+        await store.Audit.AppendAuditAsync([third], None);
+        await store.Audit.AppendAuditAsync([], None);
 
-        Assert.Equal([third, second, first], await store.ReadAuditAsync(null, 10, None));
-        Assert.Equal([third, first], await store.ReadAuditAsync(TenantA, 10, None));
-        Assert.Equal([third], await store.ReadAuditAsync(null, 1, None));
-        Assert.Empty(await store.ReadAuditAsync("000000000", 10, None));
+        Assert.Equal([third, second, first], await store.Audit.ReadAuditAsync(null, 10, None));
+        Assert.Equal([third, first], await store.Audit.ReadAuditAsync(TenantA, 10, None));
+        Assert.Equal([third], await store.Audit.ReadAuditAsync(null, 1, None));
+        Assert.Empty(await store.Audit.ReadAuditAsync("000000000", 10, None));
     }
 
     [Fact]
@@ -556,11 +573,11 @@ public abstract class PitStoreContractTests
         await using var db = await CreateDatabaseAsync();
         var store = await db.OpenStoreAsync();
         var submission = Submissions.Create(TenantA, "1");
-        await store.AddSubmissionsAsync([submission], None);
-        await store.InitializeAsync(None);
+        await store.Queue.AddSubmissionsAsync([submission], None);
+        await store.Migrator.MigrateAsync(None);
         var again = await db.OpenStoreAsync();
-        Assert.NotNull(await again.GetSubmissionAsync(submission.Id, None));
-        await again.CheckHealthAsync(None);
+        Assert.NotNull(await again.Queue.GetSubmissionAsync(submission.Id, None));
+        await again.Health.CheckHealthAsync(None);
     }
 }
 

@@ -22,8 +22,8 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
             .ToList();
         try
         {
-            await Task.WhenAll(stores.Select(s => Task.Run(() => s.InitializeAsync(None))));
-            await stores[0].InitializeAsync(None);
+            await Task.WhenAll(stores.Select(s => Task.Run(() => s.MigrateAsync(None))));
+            await stores[0].MigrateAsync(None);
         }
         finally
         {
@@ -95,31 +95,31 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         var time = new ManualTimeProvider(Start);
         var store = await db.OpenStoreAsync(time);
         var broken = Submissions.FromContent("t", """{"resourceType":"Practitioner"}""", [new PatientKey(Submissions.Fnr, "1")]);
-        await store.AddSubmissionsAsync([broken], None);
+        await store.Queue.AddSubmissionsAsync([broken], None);
 
-        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
-        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(broken.Id, None))!.State);
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(broken.Id, None))!.State);
         Assert.Equal((1, "ArgumentException"), await AttemptsAsync(db, broken.Id));
 
         // Not before the first delay (10 s) has passed.
         time.Advance(TimeSpan.FromSeconds(9));
-        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
         time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
         Assert.Equal(2, (await AttemptsAsync(db, broken.Id)).Attempts);
 
         // The second delay would be 20 s; capped at 15 s.
         time.Advance(TimeSpan.FromSeconds(14));
-        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
         time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
 
-        var record = (await store.GetSubmissionAsync(broken.Id, None))!;
+        var record = (await store.Queue.GetSubmissionAsync(broken.Id, None))!;
         Assert.Equal(SubmissionState.Failed, record.State);
         Assert.Equal("Processing failed after 3 attempts: ArgumentException.", record.Reason);
         Assert.Equal(3, (await AttemptsAsync(db, broken.Id)).Attempts);
         time.Advance(TimeSpan.FromHours(1));
-        Assert.Equal(0, await store.ApplyPendingAsync(10, None));
+        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
     }
 
     [Fact]
@@ -137,19 +137,19 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         }
 
         var batch = new[] { Submissions.Create("t", "1"), Submissions.Create("t", "poison"), Submissions.Create("t", "2") };
-        await store.AddSubmissionsAsync(batch, None);
-        Assert.Equal(3, await store.ApplyPendingAsync(10, None));
-        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(batch[0].Id, None))!.State);
-        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(batch[2].Id, None))!.State);
-        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(batch[1].Id, None))!.State);
+        await store.Queue.AddSubmissionsAsync(batch, None);
+        Assert.Equal(3, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(batch[0].Id, None))!.State);
+        Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(batch[2].Id, None))!.State);
+        Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(batch[1].Id, None))!.State);
         Assert.Equal((1, "PostgresException 23514"), await AttemptsAsync(db, batch[1].Id));
 
         time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Equal(1, await store.ApplyPendingAsync(10, None));
-        var failed = (await store.GetSubmissionAsync(batch[1].Id, None))!;
+        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        var failed = (await store.Queue.GetSubmissionAsync(batch[1].Id, None))!;
         Assert.Equal(SubmissionState.Failed, failed.State);
         Assert.Equal("Processing failed after 2 attempts: PostgresException 23514.", failed.Reason);
-        Assert.Equal(2, (await store.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
+        Assert.Equal(2, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
     }
 
     [Fact]
@@ -158,11 +158,11 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         await using var db = await PostgresTestDatabase.CreateAsync(server, new PostgresStoreOptions { MaxApplyAttempts = 1 });
         var store = await db.OpenStoreAsync();
         var first = Submissions.Create("t", "1", gender: "female");
-        await store.AddSubmissionsAsync([first], None);
-        await store.ApplyPendingAsync(10, None);
-        var id = (await store.GetSubmissionAsync(first.Id, None))!.PatientId!;
+        await store.Queue.AddSubmissionsAsync([first], None);
+        await store.Queue.ApplyPendingAsync(10, None);
+        var id = (await store.Queue.GetSubmissionAsync(first.Id, None))!.PatientId!;
         var second = Submissions.Create("t", "1", gender: "male");
-        await store.AddSubmissionsAsync([second], None);
+        await store.Queue.AddSubmissionsAsync([second], None);
 
         // Hold the patient's row so the apply blocks on its write, then kill the apply's connection.
         await using var blocker = new NpgsqlConnection(db.ConnectionString);
@@ -173,7 +173,7 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
             await hold.ExecuteNonQueryAsync();
         }
 
-        var apply = Task.Run(() => store.ApplyPendingAsync(10, None));
+        var apply = Task.Run(() => store.Queue.ApplyPendingAsync(10, None));
         var killed = false;
         for (var i = 0; i < 1200 && !killed && !apply.IsCompleted; i++)
         {
@@ -189,10 +189,10 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         await Assert.ThrowsAnyAsync<NpgsqlException>(() => apply);
         await tx.RollbackAsync();
 
-        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(second.Id, None))!.State);
+        Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(second.Id, None))!.State);
         Assert.Equal(0, (await AttemptsAsync(db, second.Id)).Attempts);
-        await RetryAsync(() => store.ApplyPendingAsync(10, None));
-        var record = (await store.GetSubmissionAsync(second.Id, None))!;
+        await RetryAsync(() => store.Queue.ApplyPendingAsync(10, None));
+        var record = (await store.Queue.GetSubmissionAsync(second.Id, None))!;
         Assert.Equal(SubmissionState.Applied, record.State);
         Assert.Equal(2, record.PatientVersion);
     }
@@ -207,7 +207,8 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
             ["Pit:Storage:ConnectionString"] = connectionString,
         }))
         {
-            Assert.IsType<PostgresPitStore>(app.Services.GetRequiredService<IPitStore>());
+            Assert.IsType<PostgresPitStore>(app.Services.GetRequiredService<ISubmissionQueueStore>());
+            Assert.IsType<PostgresDpopReplayCache>(app.Services.GetRequiredService<Pit.Server.Auth.IDpopReplayCache>());
             using var client = app.CreateClient();
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("health/ready")).StatusCode);
         }
@@ -276,17 +277,18 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         var store = await db.OpenStoreAsync();
-        await store.CheckHealthAsync(None);
+        await store.Health.CheckHealthAsync(None);
         var before = Submissions.Create("t", "1");
-        await store.AddSubmissionsAsync([before], None);
+        await store.Queue.AddSubmissionsAsync([before], None);
 
         await server.StopAsync();
         try
         {
-            await Assert.ThrowsAnyAsync<Exception>(() => store.CheckHealthAsync(None));
-            await Assert.ThrowsAnyAsync<Exception>(() => store.CheckHealthAsync(None));
-            await Assert.ThrowsAnyAsync<Exception>(() => store.AddSubmissionsAsync([Submissions.Create("t", "2")], None));
-            await Assert.ThrowsAnyAsync<Exception>(() => store.ApplyPendingAsync(10, None));
+            // The outage surfaces as a transient database error (NpgsqlException or its PostgresException), nothing else.
+            Assert.True((await Assert.ThrowsAnyAsync<NpgsqlException>(() => store.Health.CheckHealthAsync(None))).IsTransient);
+            Assert.True((await Assert.ThrowsAnyAsync<NpgsqlException>(() => store.Health.CheckHealthAsync(None))).IsTransient);
+            Assert.True((await Assert.ThrowsAnyAsync<NpgsqlException>(() => store.Queue.AddSubmissionsAsync([Submissions.Create("t", "2")], None))).IsTransient);
+            Assert.True((await Assert.ThrowsAnyAsync<NpgsqlException>(() => store.Queue.ApplyPendingAsync(10, None))).IsTransient);
         }
         finally
         {
@@ -295,11 +297,11 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
 
         await PostgresPitStoreTests.RetryAsync(async () =>
         {
-            await store.CheckHealthAsync(None);
+            await store.Health.CheckHealthAsync(None);
             return true;
         });
-        Assert.Equal(1, await PostgresPitStoreTests.RetryAsync(() => store.ApplyPendingAsync(10, None)));
-        Assert.Equal(SubmissionState.Applied, (await store.GetSubmissionAsync(before.Id, None))!.State);
+        Assert.Equal(1, await PostgresPitStoreTests.RetryAsync(() => store.Queue.ApplyPendingAsync(10, None)));
+        Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(before.Id, None))!.State);
     }
 
     [Fact]
@@ -308,19 +310,19 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         var store = await db.OpenStoreAsync();
         // Several idle pooled connections, all of which the restart will break.
-        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => store.CheckHealthAsync(None))));
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(() => store.Health.CheckHealthAsync(None))));
         var before = Submissions.Create("t", "1");
-        await store.AddSubmissionsAsync([before], None);
+        await store.Queue.AddSubmissionsAsync([before], None);
 
         await server.StopAsync();
         await server.StartAsync();
 
         var after = Submissions.Create("t", "2");
-        await store.AddSubmissionsAsync([after], None);
-        Assert.Equal(SubmissionState.Queued, (await store.GetSubmissionAsync(before.Id, None))!.State);
-        await store.CheckHealthAsync(None);
-        Assert.Equal(2, await store.ApplyPendingAsync(10, None));
-        Assert.Equal(2, (await store.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
+        await store.Queue.AddSubmissionsAsync([after], None);
+        Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(before.Id, None))!.State);
+        await store.Health.CheckHealthAsync(None);
+        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
     }
 
     [Fact]

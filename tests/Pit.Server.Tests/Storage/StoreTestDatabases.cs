@@ -9,6 +9,16 @@ using Pit.Server.Tests.Infrastructure;
 
 namespace Pit.Server.Tests.Storage;
 
+/// <summary>One store instance (one process's view) through the interfaces the server uses.</summary>
+internal sealed record StoreUnderTest(
+    IStoreMigrator Migrator, ISubmissionQueueStore Queue, IPatientFeedStore Feed, ISharedSecretStore Secrets, IAuditStore Audit, IStoreHealth Health)
+{
+    /// <summary>Every interface of one engine instance.</summary>
+    public static StoreUnderTest Of<TEngine>(TEngine engine)
+        where TEngine : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth =>
+        new(engine, engine, engine, engine, engine, engine);
+}
+
 /// <summary>One empty database of one engine for one test; the stores opened over it are disposed with it.</summary>
 internal abstract class StoreTestDatabase : IAsyncDisposable
 {
@@ -18,11 +28,11 @@ internal abstract class StoreTestDatabase : IAsyncDisposable
     public abstract bool SupportsSeveralInstances { get; }
 
     /// <summary>A new, initialized store instance over this database.</summary>
-    public async Task<IPitStore> OpenStoreAsync(TimeProvider? time = null)
+    public async Task<StoreUnderTest> OpenStoreAsync(TimeProvider? time = null)
     {
-        var store = Create(time ?? TimeProvider.System);
-        _stores.Add((IAsyncDisposable)store);
-        await store.InitializeAsync(CancellationToken.None);
+        var (store, engine) = Create(time ?? TimeProvider.System);
+        _stores.Add(engine);
+        await store.Migrator.MigrateAsync(CancellationToken.None);
         return store;
     }
 
@@ -32,7 +42,11 @@ internal abstract class StoreTestDatabase : IAsyncDisposable
     /// </summary>
     public abstract Task AcceptLateAsync(NewSubmission earlier, Func<Task> meanwhile);
 
-    protected abstract IPitStore Create(TimeProvider time);
+    protected abstract (StoreUnderTest Store, IAsyncDisposable Engine) Create(TimeProvider time);
+
+    protected static (StoreUnderTest, IAsyncDisposable) Opened<TEngine>(TEngine engine)
+        where TEngine : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAsyncDisposable =>
+        (StoreUnderTest.Of(engine), engine);
 
     public virtual async ValueTask DisposeAsync()
     {
@@ -51,7 +65,7 @@ internal sealed class SqliteTestDatabase : StoreTestDatabase
 
     public override bool SupportsSeveralInstances => false;
 
-    protected override IPitStore Create(TimeProvider time) => new SqlitePitStore(ConnectionString, time);
+    protected override (StoreUnderTest, IAsyncDisposable) Create(TimeProvider time) => Opened(new SqlitePitStore(ConnectionString, time));
 
     public override async Task AcceptLateAsync(NewSubmission earlier, Func<Task> meanwhile)
     {
@@ -94,8 +108,8 @@ internal sealed class PostgresTestDatabase(string connectionString, PostgresStor
 
     public override bool SupportsSeveralInstances => true;
 
-    protected override IPitStore Create(TimeProvider time) =>
-        new PostgresPitStore(PostgresPitStore.CreateDataSource(ConnectionString), time, options, ownsDataSource: true);
+    protected override (StoreUnderTest, IAsyncDisposable) Create(TimeProvider time) =>
+        Opened(new PostgresPitStore(PostgresPitStore.CreateDataSource(ConnectionString), time, options, ownsDataSource: true));
 
     public override async Task AcceptLateAsync(NewSubmission earlier, Func<Task> meanwhile)
     {

@@ -112,19 +112,3 @@ internal sealed partial class PostgresDpopReplayCleanup(PostgresDpopReplayCache 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Sweeping expired DPoP replay entries failed; trying again in a minute")]
     private static partial void LogSweepFailed(ILogger logger, Exception exception);
 }
-
-/// <summary>The services besides the store that the PostgreSQL provider brings.</summary>
-internal static class PostgresSetup
-{
-    /// <summary>Registers the shared DPoP replay cache (ahead of Auth's per-process default) and its sweeper.</summary>
-    public static IServiceCollection AddPitPostgresServices(this IServiceCollection services)
-    {
-        services.AddSingleton(sp => new PostgresDpopReplayCache(
-            ((PostgresPitStore)sp.GetRequiredService<IPitStore>()).DataSource,
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<ILogger<PostgresDpopReplayCache>>()));
-        services.AddSingleton<IDpopReplayCache>(sp => sp.GetRequiredService<PostgresDpopReplayCache>());
-        services.AddHostedService<PostgresDpopReplayCleanup>();
-        return services;
-    }
-}

@@ -19,7 +19,7 @@ internal static class PostgresSchema
     /// <summary>The migrations in order; versions are 1, 2, 3, ...</summary>
     public static IReadOnlyList<(int Version, string Name, string Sql)> Migrations { get; } =
     [
-        (1, "initial schema", """
+        (1, "initial schema", $"""
             CREATE TABLE submissions (
                 seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 id uuid NOT NULL UNIQUE,
@@ -31,7 +31,7 @@ internal static class PostgresSchema
                 key_systems text[] NOT NULL,
                 key_values text[] NOT NULL,
                 accepted_at bigint NOT NULL,
-                state smallint NOT NULL DEFAULT 0,
+                state smallint NOT NULL DEFAULT {SubmissionStateSql.Queued},
                 attempts integer NOT NULL DEFAULT 0,
                 retry_at bigint NOT NULL DEFAULT 0,
                 last_error text,
@@ -39,7 +39,7 @@ internal static class PostgresSchema
                 patient_id text COLLATE "C",
                 patient_version integer,
                 reason text);
-            CREATE INDEX submissions_queued ON submissions (seq) WHERE state = 0;
+            CREATE INDEX submissions_queued ON submissions (seq) WHERE state = {SubmissionStateSql.Queued};
 
             CREATE TABLE patients (
                 id text COLLATE "C" PRIMARY KEY,

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Microsoft.Data.Sqlite;
 
 namespace Pit.Server.Storage.Sqlite;
@@ -8,10 +7,9 @@ namespace Pit.Server.Storage.Sqlite;
 /// returns. All writes go through one connection guarded by a lock (SQLite has one writer anyway); reads use pooled
 /// connections and run beside the writer.
 /// </summary>
-internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
+internal sealed partial class SqlitePitStore
+    : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAsyncDisposable
 {
-    private const int SchemaVersion = 1;
-
     private readonly string _connectionString;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -29,65 +27,18 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         _time = time;
     }
 
-    public Task InitializeAsync(CancellationToken cancellationToken) =>
+    public Task MigrateAsync(CancellationToken cancellationToken) =>
         InWriteTransactionAsync(async (writer, tx) =>
         {
             var version = Convert.ToInt32(await ScalarAsync(writer, tx, "PRAGMA user_version;", cancellationToken));
             if (version < 1)
             {
-                await ExecuteAsync(writer, tx, """
-                    CREATE TABLE submissions (
-                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                        id BLOB NOT NULL UNIQUE,
-                        tenant TEXT NOT NULL,
-                        client_id TEXT NOT NULL,
-                        orgnr_child TEXT,
-                        content BLOB,
-                        content_hash BLOB NOT NULL,
-                        keys TEXT NOT NULL,
-                        accepted_at INTEGER NOT NULL,
-                        state INTEGER NOT NULL DEFAULT 0,
-                        processed_at INTEGER,
-                        patient_id TEXT,
-                        patient_version INTEGER,
-                        reason TEXT);
-                    CREATE INDEX submissions_queued ON submissions(seq) WHERE state = 0;
-                    CREATE TABLE patients (
-                        id TEXT NOT NULL PRIMARY KEY,
-                        tenant TEXT NOT NULL,
-                        version INTEGER NOT NULL,
-                        last_updated INTEGER NOT NULL,
-                        content_hash BLOB NOT NULL,
-                        last_seq INTEGER NOT NULL,
-                        json BLOB NOT NULL);
-                    CREATE UNIQUE INDEX patients_feed ON patients(last_updated, id);
-                    CREATE INDEX patients_tenant_feed ON patients(tenant, last_updated, id);
-                    CREATE TABLE patient_keys (
-                        tenant TEXT NOT NULL,
-                        system TEXT NOT NULL,
-                        value TEXT NOT NULL,
-                        patient_id TEXT NOT NULL,
-                        PRIMARY KEY (tenant, system, value)) WITHOUT ROWID;
-                    CREATE INDEX patient_keys_patient ON patient_keys(patient_id);
-                    CREATE TABLE secrets (name TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL);
-                    CREATE TABLE audit_log (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        at INTEGER NOT NULL,
-                        action TEXT NOT NULL,
-                        client_id TEXT NOT NULL,
-                        organisation TEXT NOT NULL,
-                        orgnr_child TEXT,
-                        submission_id TEXT,
-                        patient_ids TEXT,
-                        status INTEGER NOT NULL,
-                        outcome TEXT NOT NULL);
-                    CREATE INDEX audit_log_organisation ON audit_log(organisation, id);
-                    """, cancellationToken);
+                await ExecuteAsync(writer, tx, SqliteSchema.Initial, cancellationToken);
             }
 
-            if (version < SchemaVersion)
+            if (version < SqliteSchema.Version)
             {
-                await ExecuteAsync(writer, tx, $"PRAGMA user_version = {SchemaVersion};", cancellationToken);
+                await ExecuteAsync(writer, tx, $"PRAGMA user_version = {SqliteSchema.Version};", cancellationToken);
             }
         }, cancellationToken);
 
@@ -142,85 +93,11 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         return StoredRows.Submission(id, reader);
     }
 
-    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
-        InWriteTransactionAsync(async (writer, tx) =>
-        {
-            var pending = new List<(long Seq, string Tenant, byte[] Content, byte[] Hash, string Keys)>();
-            await using (var select = Command(writer, tx, """
-                SELECT seq, tenant, content, content_hash, keys FROM submissions
-                WHERE state = 0 ORDER BY seq LIMIT $max;
-                """))
-            {
-                select.Parameters.AddWithValue("$max", maxCount);
-                await using var reader = await select.ExecuteReaderAsync(cancellationToken);
-                while (await reader.ReadAsync(cancellationToken))
-                {
-                    pending.Add((reader.GetInt64(0), reader.GetString(1), (byte[])reader[2], (byte[])reader[3], reader.GetString(4)));
-                }
-            }
-
-            if (pending.Count == 0)
-            {
-                return 0;
-            }
-
-            var clock = Convert.ToInt64(await ScalarAsync(writer, tx, "SELECT coalesce(max(last_updated), 0) FROM patients;", cancellationToken));
-            await using var statements = new ApplyStatements(writer, tx);
-            foreach (var s in pending)
-            {
-                var now = FeedTime.FromDateTimeOffset(_time.GetUtcNow());
-                await statements.SavepointAsync(cancellationToken);
-                try
-                {
-                    clock = await ApplyOneAsync(statements, s.Seq, s.Tenant, s.Content, s.Hash, DeserializeKeys(s.Keys), clock, now, cancellationToken);
-                }
-                catch (Exception ex) when (ex is not SqliteException and not OperationCanceledException)
-                {
-                    // A submission that cannot be applied must not block the queue: record it as failed.
-                    await statements.RollbackToSavepointAsync(cancellationToken);
-                    await statements.MarkAsync(s.Seq, SubmissionState.Failed, now, null, null, $"Processing failed: {ex.GetType().Name}.", cancellationToken);
-                }
-
-                await statements.ReleaseSavepointAsync(cancellationToken);
-            }
-
-            return pending.Count;
-        }, cancellationToken);
-
-    private static async Task<long> ApplyOneAsync(
-        ApplyStatements st, long seq, string tenant, byte[] content, byte[] hash, IReadOnlyList<PatientKey> keys,
-        long clock, long now, CancellationToken cancellationToken)
+    public async Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken)
     {
-        var matches = new List<ExistingPatient>();
-        foreach (var key in keys)
-        {
-            var match = await st.FindAsync(tenant, key, cancellationToken);
-            if (match is not null && !matches.Exists(m => m.Id == match.Id))
-            {
-                matches.Add(match);
-            }
-        }
-
-        var decision = PatientUpsert.Decide(seq, hash, matches, PatientUpsert.NewPatientId);
-        switch (decision.Action)
-        {
-            case UpsertAction.Write:
-                var lastUpdated = Math.Max(now, clock + 1);
-                var json = PatientJson.Compose(content, decision.PatientId!, decision.Version, lastUpdated, tenant);
-                await st.WritePatientAsync(decision.PatientId!, tenant, decision.Version, lastUpdated, hash, seq, json, keys, cancellationToken);
-                await st.MarkAsync(seq, SubmissionState.Applied, now, decision.PatientId, decision.Version, null, cancellationToken);
-                return lastUpdated;
-            case UpsertAction.Unchanged:
-                await st.TouchSequenceAsync(decision.PatientId!, seq, cancellationToken);
-                await st.MarkAsync(seq, SubmissionState.Unchanged, now, decision.PatientId, decision.Version, null, cancellationToken);
-                return clock;
-            case UpsertAction.Superseded:
-                await st.MarkAsync(seq, SubmissionState.Superseded, now, decision.PatientId, decision.Version, null, cancellationToken);
-                return clock;
-            default:
-                await st.MarkAsync(seq, SubmissionState.Failed, now, null, null, decision.Reason, cancellationToken);
-                return clock;
-        }
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = Command(connection, null, StoredRows.QueueStatisticsQuery);
+        return await StoredRows.QueueStatisticsAsync(command, cancellationToken);
     }
 
     public async Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken)
@@ -291,29 +168,14 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
-        command.CommandText = string.Concat(
-            "SELECT at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome FROM audit_log",
-            organisation is null ? "" : " WHERE organisation = $org",
-            " ORDER BY id DESC LIMIT $limit;");
+        command.CommandText = StoredRows.AuditQuery(organisation is null ? null : "$org", "$limit");
         if (organisation is not null)
         {
             command.Parameters.AddWithValue("$org", organisation);
         }
 
         command.Parameters.AddWithValue("$limit", limit);
-        var result = new List<AuditEntry>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            result.Add(new AuditEntry(
-                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
-                reader.IsDBNull(4) ? null : reader.GetString(4),
-                reader.IsDBNull(5) ? null : Guid.Parse(reader.GetString(5)),
-                reader.IsDBNull(6) ? null : reader.GetString(6),
-                reader.GetInt32(7), reader.GetString(8)));
-        }
-
-        return result;
+        return await StoredRows.AuditAsync(command, cancellationToken);
     }
 
     public async Task CheckHealthAsync(CancellationToken cancellationToken)
@@ -403,130 +265,5 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
     {
         await using var command = Command(connection, tx, sql);
         return await command.ExecuteScalarAsync(cancellationToken);
-    }
-
-    internal static string SerializeKeys(IReadOnlyList<PatientKey> keys) =>
-        JsonSerializer.Serialize(keys.Select(k => new[] { k.System, k.Value }));
-
-    internal static IReadOnlyList<PatientKey> DeserializeKeys(string json) =>
-        JsonSerializer.Deserialize<string[][]>(json)!.Select(k => new PatientKey(k[0], k[1])).ToList();
-
-    /// <summary>The statements of one apply transaction, prepared once per batch and reused for every submission.</summary>
-    private sealed class ApplyStatements : IAsyncDisposable
-    {
-        private readonly SqliteCommand _find;
-        private readonly SqliteCommand _upsert;
-        private readonly SqliteCommand _deleteKeys;
-        private readonly SqliteCommand _insertKey;
-        private readonly SqliteCommand _touch;
-        private readonly SqliteCommand _mark;
-        private readonly SqliteCommand _savepoint;
-        private readonly SqliteCommand _rollbackTo;
-        private readonly SqliteCommand _release;
-
-        public ApplyStatements(SqliteConnection connection, SqliteTransaction tx)
-        {
-            _find = Prepare(connection, tx, """
-                SELECT p.id, p.version, p.content_hash, p.last_seq
-                FROM patient_keys k JOIN patients p ON p.id = k.patient_id
-                WHERE k.tenant = $tenant AND k.system = $system AND k.value = $value;
-                """, "$tenant", "$system", "$value");
-            _upsert = Prepare(connection, tx, """
-                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
-                VALUES ($id, $tenant, $version, $lu, $hash, $seq, $json)
-                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
-                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
-                """, "$id", "$tenant", "$version", "$lu", "$hash", "$seq", "$json");
-            _deleteKeys = Prepare(connection, tx, "DELETE FROM patient_keys WHERE patient_id = $id;", "$id");
-            _insertKey = Prepare(connection, tx,
-                "INSERT INTO patient_keys (tenant, system, value, patient_id) VALUES ($tenant, $system, $value, $id);",
-                "$tenant", "$system", "$value", "$id");
-            _touch = Prepare(connection, tx, "UPDATE patients SET last_seq = max(last_seq, $seq) WHERE id = $id;", "$seq", "$id");
-
-            // The content is dropped once processed: the Patient row holds what is needed, and less health data lies about.
-            _mark = Prepare(connection, tx, """
-                UPDATE submissions SET state = $state, processed_at = $now, patient_id = $pid, patient_version = $version,
-                    reason = $reason, content = CASE WHEN $state = 4 THEN content ELSE NULL END
-                WHERE seq = $seq;
-                """, "$state", "$now", "$pid", "$version", "$reason", "$seq");
-            _savepoint = Prepare(connection, tx, "SAVEPOINT apply_one;");
-            _rollbackTo = Prepare(connection, tx, "ROLLBACK TO apply_one;");
-            _release = Prepare(connection, tx, "RELEASE apply_one;");
-        }
-
-        public Task SavepointAsync(CancellationToken cancellationToken) => _savepoint.ExecuteNonQueryAsync(cancellationToken);
-
-        public Task RollbackToSavepointAsync(CancellationToken cancellationToken) => _rollbackTo.ExecuteNonQueryAsync(cancellationToken);
-
-        public Task ReleaseSavepointAsync(CancellationToken cancellationToken) => _release.ExecuteNonQueryAsync(cancellationToken);
-
-        public async Task<ExistingPatient?> FindAsync(string tenant, PatientKey key, CancellationToken cancellationToken)
-        {
-            Set(_find, tenant, key.System, key.Value);
-            await using var reader = await _find.ExecuteReaderAsync(cancellationToken);
-            return await reader.ReadAsync(cancellationToken)
-                ? new ExistingPatient(reader.GetString(0), reader.GetInt32(1), (byte[])reader[2], reader.GetInt64(3))
-                : null;
-        }
-
-        public async Task WritePatientAsync(
-            string id, string tenant, int version, long lastUpdated, byte[] hash, long seq, byte[] json,
-            IReadOnlyList<PatientKey> keys, CancellationToken cancellationToken)
-        {
-            Set(_upsert, id, tenant, version, lastUpdated, hash, seq, json);
-            await _upsert.ExecuteNonQueryAsync(cancellationToken);
-            if (version > 1)
-            {
-                Set(_deleteKeys, id);
-                await _deleteKeys.ExecuteNonQueryAsync(cancellationToken);
-            }
-
-            foreach (var key in keys.Distinct())
-            {
-                Set(_insertKey, tenant, key.System, key.Value, id);
-                await _insertKey.ExecuteNonQueryAsync(cancellationToken);
-            }
-        }
-
-        public async Task TouchSequenceAsync(string id, long seq, CancellationToken cancellationToken)
-        {
-            Set(_touch, seq, id);
-            await _touch.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        public async Task MarkAsync(
-            long seq, SubmissionState state, long now, string? patientId, int? version, string? reason, CancellationToken cancellationToken)
-        {
-            Set(_mark, (int)state, now, patientId, version, reason, seq);
-            await _mark.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var command in new[] { _find, _upsert, _deleteKeys, _insertKey, _touch, _mark, _savepoint, _rollbackTo, _release })
-            {
-                await command.DisposeAsync();
-            }
-        }
-
-        private static SqliteCommand Prepare(SqliteConnection connection, SqliteTransaction tx, string sql, params string[] parameters)
-        {
-            var command = Command(connection, tx, sql);
-            foreach (var name in parameters)
-            {
-                command.Parameters.Add(new SqliteParameter { ParameterName = name });
-            }
-
-            command.Prepare();
-            return command;
-        }
-
-        private static void Set(SqliteCommand command, params object?[] values)
-        {
-            for (var i = 0; i < values.Length; i++)
-            {
-                command.Parameters[i].Value = values[i] ?? DBNull.Value;
-            }
-        }
     }
 }

@@ -1,14 +1,19 @@
 namespace Pit.Server.Storage;
 
-/// <summary>
-/// The one narrow interface every storage engine implements. Every engine must pass the same contract tests
-/// (tests/Pit.Server.Tests/Storage). Times are microseconds since the Unix epoch (UTC) throughout.
-/// </summary>
-public interface IPitStore
+// The storage engines' contract, one interface per concern. Every engine implements all of them in its own folder
+// (Sqlite/, Postgres/) and passes the same contract tests (tests/Pit.Server.Tests/Storage). Times are microseconds
+// since the Unix epoch (UTC) throughout.
+
+/// <summary>The schema.</summary>
+public interface IStoreMigrator
 {
     /// <summary>Creates or migrates the schema. Safe to call from several processes at once.</summary>
-    Task InitializeAsync(CancellationToken cancellationToken);
+    Task MigrateAsync(CancellationToken cancellationToken);
+}
 
+/// <summary>The durable queue of accepted submissions, and applying it to the Patient feed.</summary>
+public interface ISubmissionQueueStore
+{
     /// <summary>
     /// Stores the batch durably in one transaction (group commit) and returns only after it has committed.
     /// Each submission gets the next acceptance sequence number in list order.
@@ -18,16 +23,23 @@ public interface IPitStore
     /// <summary>The submission with this id, or null.</summary>
     Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken);
 
+    /// <summary>How many submissions wait to be applied, and when the oldest of them was accepted.</summary>
+    Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken);
+
     /// <summary>
     /// Applies up to <paramref name="maxCount"/> pending submissions in acceptance order, each in effect exactly
     /// once: the submission is marked done (or failed) in the same transaction that writes the Patient.
-    /// The decision for each submission is PatientUpsert.Decide; the engine only looks up, locks and
-    /// writes. <c>lastUpdated</c> values are assigned strictly increasing in commit order across the whole store,
-    /// so a reader that has seen every row up to some <c>lastUpdated</c> can never later see a row below it.
-    /// Returns the number of submissions taken (applied, unchanged, superseded or failed).
+    /// What each submission does is decided by <see cref="Processing.ApplyPlanner"/>; the engine only looks up,
+    /// locks and writes the plan. <c>lastUpdated</c> values are assigned strictly increasing in commit order across
+    /// the whole store, so a reader that has seen every row up to some <c>lastUpdated</c> can never later see a row
+    /// below it. Returns the number of submissions taken (applied, unchanged, superseded or failed).
     /// </summary>
     Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken);
+}
 
+/// <summary>The Patient feed: current versions, by id and in keyset pages.</summary>
+public interface IPatientFeedStore
+{
     /// <summary>The current version of the Patient, or null.</summary>
     Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken);
 
@@ -36,19 +48,31 @@ public interface IPitStore
     /// at most <see cref="PatientPageQuery.Limit"/> rows. Cost must not grow with the depth of the page.
     /// </summary>
     Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken);
+}
 
+/// <summary>Secrets shared by every instance over one store.</summary>
+public interface ISharedSecretStore
+{
     /// <summary>
     /// A secret shared by all instances over this store: created with <paramref name="create"/> the first time,
     /// returned unchanged afterwards (the first writer wins when several race).
     /// </summary>
     Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken);
+}
 
+/// <summary>The audit log.</summary>
+public interface IAuditStore
+{
     /// <summary>Appends audit entries (batched by the caller).</summary>
     Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
 
     /// <summary>Audit entries newest first, optionally for one organisation.</summary>
     Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken);
+}
 
+/// <summary>Whether the store can be reached (the readiness check).</summary>
+public interface IStoreHealth
+{
     /// <summary>Throws when the store cannot be reached.</summary>
     Task CheckHealthAsync(CancellationToken cancellationToken);
 }

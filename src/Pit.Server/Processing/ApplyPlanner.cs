@@ -1,0 +1,162 @@
+using Pit.Server.Storage;
+
+namespace Pit.Server.Processing;
+
+/// <summary>
+/// The upsert rules, the same for every storage engine: match by person identifier within the tenant, last accepted
+/// wins, identical content creates no version, identifiers of two Patients fail. A pure function from a batch of
+/// submissions (in acceptance order) and the stored Patients their identifiers point at to a plan of writes; engines
+/// only look up, lock and execute the plan.
+/// <para>
+/// Each submission sees the ones before it in the batch. Only the final version of a Patient is written, so
+/// versions superseded inside one batch never become visible; their lastUpdated values are simply skipped.
+/// </para>
+/// </summary>
+public static class ApplyPlanner
+{
+    /// <summary>The reason of a submission whose identifiers match two Patients.</summary>
+    public const string AmbiguousReason = "The submission's identifiers belong to more than one existing Patient of this organisation.";
+
+    /// <summary>
+    /// Plans <paramref name="batch"/> against <paramref name="existing"/>; <paramref name="clock"/> is the store's
+    /// highest lastUpdated, read under the engine's feed lock. Each write gets <c>max(now, clock + 1)</c>, so
+    /// lastUpdated is strictly increasing whatever the wall clock does.
+    /// </summary>
+    public static ApplyPlan Plan(
+        IReadOnlyList<PendingSubmission> batch, IEnumerable<ExistingPatient> existing, long clock, TimeProvider time, Func<string>? newId = null)
+    {
+        newId ??= NewPatientId;
+        var picture = new Picture(existing);
+        var outcomes = new List<SubmissionOutcome>(batch.Count);
+        foreach (var s in batch)
+        {
+            var now = FeedTime.FromDateTimeOffset(time.GetUtcNow());
+            try
+            {
+                outcomes.Add(Decide(s, picture, ref clock, now, newId));
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Type names only: exception messages may quote health data.
+                outcomes.Add(new SubmissionOutcome(s.Sequence, SubmissionState.Failed, now, null, null, $"Processing failed: {ex.GetType().Name}.", ex));
+            }
+        }
+
+        var writes = picture.Patients.Values.Where(p => p.Json is not null)
+            .Select(p => new PatientWrite(p.Id, p.Tenant, p.Version, p.LastUpdated, p.Hash, p.LastSequence, p.Json!, [.. p.Keys]))
+            .ToList();
+        var touches = picture.Patients.Values.Where(p => p.Json is null && p.SequenceTouched)
+            .Select(p => new SequenceTouch(p.Id, p.LastSequence))
+            .ToList();
+        return new ApplyPlan(outcomes, writes, touches, clock);
+    }
+
+    /// <summary>A new server-assigned Patient id (32 lower-case hex digits, random).</summary>
+    public static string NewPatientId() => Guid.NewGuid().ToString("N");
+
+    private static SubmissionOutcome Decide(PendingSubmission s, Picture picture, ref long clock, long now, Func<string> newId)
+    {
+        var keys = s.Keys.Distinct().ToList();
+        var matched = new List<PatientState>(1);
+        foreach (var key in keys)
+        {
+            if (picture.Owners.TryGetValue((s.Tenant, key), out var owner) && !matched.Contains(owner))
+            {
+                matched.Add(owner);
+            }
+        }
+
+        if (matched.Count > 1)
+        {
+            return new SubmissionOutcome(s.Sequence, SubmissionState.Failed, now, null, null, AmbiguousReason);
+        }
+
+        var current = matched.Count == 1 ? matched[0] : null;
+        if (current is not null && current.LastSequence > s.Sequence)
+        {
+            return new SubmissionOutcome(s.Sequence, SubmissionState.Superseded, now, current.Id, current.Version, null);
+        }
+
+        if (current is not null && s.ContentHash.AsSpan().SequenceEqual(current.Hash))
+        {
+            current.LastSequence = Math.Max(current.LastSequence, s.Sequence);
+            current.SequenceTouched = true;
+            return new SubmissionOutcome(s.Sequence, SubmissionState.Unchanged, now, current.Id, current.Version, null);
+        }
+
+        var id = current?.Id ?? newId();
+        var version = (current?.Version ?? 0) + 1;
+        var lastUpdated = Math.Max(now, clock + 1);
+
+        // Compose first: if it throws, nothing in the picture has changed.
+        var json = PatientJson.Compose(s.Content, id, version, lastUpdated, s.Tenant);
+        var patient = current ?? picture.Add(id, s.Tenant);
+        picture.ReplaceKeys(patient, keys);
+        patient.Version = version;
+        patient.Hash = s.ContentHash;
+        patient.LastSequence = s.Sequence;
+        patient.LastUpdated = lastUpdated;
+        patient.Json = json;
+        clock = lastUpdated;
+        return new SubmissionOutcome(s.Sequence, SubmissionState.Applied, now, id, version, null);
+    }
+
+    /// <summary>The Patients as the batch sees them: loaded, then changed by the batch in acceptance order.</summary>
+    private sealed class Picture
+    {
+        public Picture(IEnumerable<ExistingPatient> existing)
+        {
+            foreach (var e in existing)
+            {
+                var patient = Add(e.Id, e.Tenant);
+                patient.Version = e.Version;
+                patient.Hash = e.ContentHash;
+                patient.LastSequence = e.LastSequence;
+                ReplaceKeys(patient, e.Keys);
+            }
+        }
+
+        public Dictionary<string, PatientState> Patients { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Which Patient each (tenant, identifier) belongs to.</summary>
+        public Dictionary<(string Tenant, PatientKey Key), PatientState> Owners { get; } = [];
+
+        public PatientState Add(string id, string tenant)
+        {
+            var patient = new PatientState(id, tenant);
+            Patients.Add(id, patient);
+            return patient;
+        }
+
+        public void ReplaceKeys(PatientState patient, IEnumerable<PatientKey> keys)
+        {
+            foreach (var old in patient.Keys)
+            {
+                Owners.Remove((patient.Tenant, old));
+            }
+
+            patient.Keys.Clear();
+            patient.Keys.AddRange(keys);
+            foreach (var key in patient.Keys)
+            {
+                Owners[(patient.Tenant, key)] = patient;
+            }
+        }
+    }
+
+    private sealed class PatientState(string id, string tenant)
+    {
+        public string Id { get; } = id;
+        public string Tenant { get; } = tenant;
+        public List<PatientKey> Keys { get; } = [];
+        public int Version { get; set; }
+        public byte[] Hash { get; set; } = [];
+        public long LastSequence { get; set; }
+        public long LastUpdated { get; set; }
+
+        /// <summary>Set when the batch wrote a new version.</summary>
+        public byte[]? Json { get; set; }
+
+        public bool SequenceTouched { get; set; }
+    }
+}

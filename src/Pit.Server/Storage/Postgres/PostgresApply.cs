@@ -1,0 +1,279 @@
+using System.Data;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Pit.Server.Processing;
+
+namespace Pit.Server.Storage.Postgres;
+
+/// <summary>
+/// Applying the queue. Every apply transaction first takes the transaction-scoped feed lock
+/// (<see cref="PostgresSchema.FeedLockKey"/>) and holds it to commit; only then does it claim rows and read the
+/// clock (<c>max(last_updated)</c>). Apply transactions therefore commit one after the other, and each one's
+/// <c>lastUpdated</c> values are above everything committed before it, so <c>lastUpdated</c> order is commit
+/// (visibility) order across all instances, whatever their clocks say. The same lock makes identifier matching
+/// race-free (two instances can never both create a Patient for one identifier) and keeps acceptance order across
+/// instances. Instances share the apply work by taking turns; a batch costs a handful of round trips, so the serial
+/// section is short.
+/// </summary>
+internal sealed partial class PostgresPitStore
+{
+    // No FOR UPDATE (SKIP LOCKED): the feed lock above already admits one apply transaction at a time, so no other
+    // transaction can hold or want these rows' locks (the accept path only inserts). SKIP LOCKED could never skip a
+    // row, and row locks would only cost a write per claimed row. The feed lock is the design because only it makes
+    // lastUpdated order equal commit order across instances; row locks cannot.
+    private static readonly string ClaimSql = $"""
+        SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts FROM submissions
+        WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2;
+        """;
+
+    private static readonly string MatchedPatientsSql = StoredRows.MatchedPatientsQuery("""
+        SELECT m.patient_id FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, system, value)
+        JOIN patient_keys m ON m.tenant = k.tenant AND m.system = k.system AND m.value = k.value
+        """);
+
+    public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
+    {
+        try
+        {
+            try
+            {
+                return await ApplyBatchAsync(maxCount, oneByOne: false, cancellationToken);
+            }
+            catch (PostgresException ex) when (!ex.IsTransient)
+            {
+                // A set-based statement failed and the database does not say for which submission. Redo the batch
+                // one submission at a time, each under a savepoint, so the failure is charged to its own submission.
+                _logger.LogWarning(ex, "Set-based apply failed ({SqlState}); applying this batch one submission at a time.", ex.SqlState);
+                return await ApplyBatchAsync(maxCount, oneByOne: true, cancellationToken);
+            }
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient)
+        {
+            // Not retried here (the worker retries with backoff), but the next attempt should get a fresh connection.
+            _dataSource.Clear();
+            throw;
+        }
+    }
+
+    private async Task<int> ApplyBatchAsync(int maxCount, bool oneByOne, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
+
+        // The feed lock first, held to commit: everything below (claim, clock, matching) sees every earlier apply.
+        await using (var feedLock = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({PostgresSchema.FeedLockKey});", connection, tx))
+        {
+            await feedLock.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var pending = new List<PendingSubmission>();
+        var attempts = new Dictionary<long, int>();
+        long clock;
+        await using (var claim = new NpgsqlBatch(connection, tx))
+        {
+            var select = new NpgsqlBatchCommand(ClaimSql);
+            select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = Now() });
+            select.Parameters.Add(new NpgsqlParameter<int> { TypedValue = maxCount });
+            claim.BatchCommands.Add(select);
+            claim.BatchCommands.Add(new NpgsqlBatchCommand("SELECT coalesce(max(last_updated), 0) FROM patients;"));
+            await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var systems = reader.GetFieldValue<string[]>(4);
+                var values = reader.GetFieldValue<string[]>(5);
+                var seq = reader.GetInt64(0);
+                pending.Add(new PendingSubmission(
+                    seq, reader.GetString(1), reader.GetFieldValue<byte[]>(2), reader.GetFieldValue<byte[]>(3),
+                    systems.Zip(values, (s, v) => new PatientKey(s, v)).ToList()));
+                attempts.Add(seq, reader.GetInt32(6));
+            }
+
+            await reader.NextResultAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            clock = reader.GetInt64(0);
+        }
+
+        if (oneByOne)
+        {
+            foreach (var s in pending)
+            {
+                clock = await ApplyOneAsync(connection, tx, s, attempts[s.Sequence], clock, cancellationToken);
+            }
+        }
+        else if (pending.Count > 0)
+        {
+            // The fast path: a constant number of round trips per batch (load, then write the whole plan).
+            var plan = ApplyPlanner.Plan(pending, await LoadMatchedAsync(connection, tx, pending, [], cancellationToken), clock, _time);
+            await using var write = Batch(connection, tx, PlanCommands(plan, attempts));
+            await write.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await tx.CommitAsync(cancellationToken);
+        return pending.Count;
+    }
+
+    /// <summary>
+    /// The careful path, used when a set-based write failed: one submission under its own savepoint, so a database
+    /// error rolls back that submission only and is counted as one of its attempts. Returns the clock after it.
+    /// </summary>
+    private async Task<long> ApplyOneAsync(
+        NpgsqlConnection connection, NpgsqlTransaction tx, PendingSubmission s, int attempts, long clock, CancellationToken cancellationToken)
+    {
+        var attemptsBySequence = new Dictionary<long, int> { [s.Sequence] = attempts };
+        try
+        {
+            var existing = await LoadMatchedAsync(connection, tx, [s], [new NpgsqlBatchCommand("SAVEPOINT apply_one;")], cancellationToken);
+            var plan = ApplyPlanner.Plan([s], existing, clock, _time);
+            await using var write = Batch(connection, tx, [.. PlanCommands(plan, attemptsBySequence), new("RELEASE SAVEPOINT apply_one;")]);
+            await write.ExecuteNonQueryAsync(cancellationToken);
+            return plan.Clock;
+        }
+        catch (Exception ex) when (IsApplyFailure(ex, connection))
+        {
+            await using var batch = Batch(connection, tx, [
+                new("ROLLBACK TO SAVEPOINT apply_one;"),
+                new("RELEASE SAVEPOINT apply_one;"),
+                MarkSubmissions([FailedAttempt(s.Sequence, attempts, ex, Now())])]);
+            await batch.ExecuteNonQueryAsync(cancellationToken);
+            return clock;
+        }
+    }
+
+    /// <summary>The Patients the identifiers of <paramref name="batch"/> point at, after <paramref name="before"/>.</summary>
+    private static async Task<IReadOnlyList<ExistingPatient>> LoadMatchedAsync(
+        NpgsqlConnection connection, NpgsqlTransaction tx, IReadOnlyList<PendingSubmission> batch, IReadOnlyList<NpgsqlBatchCommand> before,
+        CancellationToken cancellationToken)
+    {
+        var lookup = batch.SelectMany(s => s.Keys.Select(k => (s.Tenant, k.System, k.Value))).Distinct().ToList();
+        var load = new NpgsqlBatchCommand(MatchedPatientsSql);
+        load.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = lookup.Select(k => k.Tenant).ToArray() });
+        load.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = lookup.Select(k => k.System).ToArray() });
+        load.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = lookup.Select(k => k.Value).ToArray() });
+        await using var command = Batch(connection, tx, [.. before, load]);
+
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await StoredRows.MatchedPatientsAsync(reader, cancellationToken);
+    }
+
+    /// <summary>The statements that write <paramref name="plan"/>: Patients, their identifiers, touches, outcomes.</summary>
+    private List<NpgsqlBatchCommand> PlanCommands(ApplyPlan plan, IReadOnlyDictionary<long, int> attempts)
+    {
+        var commands = new List<NpgsqlBatchCommand>(5);
+        var written = plan.Writes;
+        if (written.Count > 0)
+        {
+            var upsert = new NpgsqlBatchCommand("""
+                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bytea[])
+                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
+                """);
+            upsert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. written.Select(p => p.Id)] });
+            upsert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. written.Select(p => p.Tenant)] });
+            upsert.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. written.Select(p => p.Version)] });
+            upsert.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. written.Select(p => p.LastUpdated)] });
+            upsert.Parameters.Add(new NpgsqlParameter<byte[][]> { TypedValue = [.. written.Select(p => p.ContentHash)] });
+            upsert.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. written.Select(p => p.LastSequence)] });
+            upsert.Parameters.Add(new NpgsqlParameter<byte[][]> { TypedValue = [.. written.Select(p => p.Json)] });
+            commands.Add(upsert);
+
+            var delete = new NpgsqlBatchCommand("DELETE FROM patient_keys WHERE patient_id = ANY($1::text[]);");
+            delete.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. written.Select(p => p.Id)] });
+            commands.Add(delete);
+            var keys = written.SelectMany(p => p.Keys.Select(k => (p.Id, p.Tenant, k.System, k.Value))).ToList();
+            var insert = new NpgsqlBatchCommand("""
+                INSERT INTO patient_keys (tenant, system, value, patient_id)
+                SELECT k.tenant, k.system, k.value, k.id FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(id, tenant, system, value);
+                """);
+            insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. keys.Select(k => k.Id)] });
+            insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. keys.Select(k => k.Tenant)] });
+            insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. keys.Select(k => k.System)] });
+            insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. keys.Select(k => k.Value)] });
+            commands.Add(insert);
+        }
+
+        if (plan.Touches.Count > 0)
+        {
+            var touch = new NpgsqlBatchCommand("""
+                UPDATE patients AS p SET last_seq = greatest(p.last_seq, t.seq)
+                FROM unnest($1::text[], $2::bigint[]) AS t(id, seq) WHERE p.id = t.id;
+                """);
+            touch.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. plan.Touches.Select(t => t.PatientId)] });
+            touch.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. plan.Touches.Select(t => t.LastSequence)] });
+            commands.Add(touch);
+        }
+
+        commands.Add(MarkSubmissions([.. plan.Outcomes.Select(o => o.Error is null
+            ? new SubmissionMark(o.Sequence, o.State, o.ProcessedAt, o.PatientId, o.Version, o.Reason, null, null, null)
+            : FailedAttempt(o.Sequence, attempts[o.Sequence], o.Error, o.ProcessedAt))]));
+        return commands;
+    }
+
+    private static NpgsqlBatch Batch(NpgsqlConnection connection, NpgsqlTransaction tx, IEnumerable<NpgsqlBatchCommand> commands)
+    {
+        var batch = new NpgsqlBatch(connection, tx);
+        foreach (var command in commands)
+        {
+            batch.BatchCommands.Add(command);
+        }
+
+        return batch;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="ex"/> from applying one submission counts as an attempt. Transient database errors
+    /// (broken connection, serialization failure, shutdown) do not: they abort the whole batch, which is retried.
+    /// </summary>
+    private static bool IsApplyFailure(Exception ex, NpgsqlConnection connection) =>
+        ex is not OperationCanceledException
+        && ex is not NpgsqlException { IsTransient: true }
+        && connection.FullState == ConnectionState.Open;
+
+    /// <summary>The mark of a failed attempt: retried after a growing delay, or Failed once attempts run out.</summary>
+    private SubmissionMark FailedAttempt(long sequence, int previousAttempts, Exception ex, long now)
+    {
+        var attempts = previousAttempts + 1;
+        // Type names only: exception messages may quote health data.
+        var error = ex is PostgresException pg ? $"{ex.GetType().Name} {pg.SqlState}" : ex.GetType().Name;
+        if (attempts >= _options.MaxApplyAttempts)
+        {
+            _logger.LogError(ex, "Submission {Sequence} failed for good after {Attempts} attempts.", sequence, attempts);
+            return new SubmissionMark(sequence, SubmissionState.Failed, now, null, null,
+                $"Processing failed after {attempts} attempts: {error}.", attempts, null, error);
+        }
+
+        _logger.LogWarning(ex, "Submission {Sequence} could not be applied (attempt {Attempts}); will retry.", sequence, attempts);
+        var delay = Math.Min(
+            _options.ApplyRetryDelay.Ticks * (1L << Math.Min(attempts - 1, 20)),
+            _options.ApplyRetryMaxDelay.Ticks) / TimeSpan.TicksPerMicrosecond;
+        return new SubmissionMark(sequence, SubmissionState.Queued, null, null, null, null, attempts, now + delay, error);
+    }
+
+    private static NpgsqlBatchCommand MarkSubmissions(IReadOnlyList<SubmissionMark> marks)
+    {
+        var command = new NpgsqlBatchCommand($"""
+            UPDATE submissions AS s SET state = u.state, processed_at = u.processed_at, patient_id = u.patient_id,
+                patient_version = u.version, reason = u.reason, attempts = coalesce(u.attempts, s.attempts),
+                retry_at = coalesce(u.retry_at, s.retry_at), last_error = coalesce(u.last_error, s.last_error),
+                content = {SubmissionStateSql.RetainedContent("u.state", "s.content")}
+            FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::integer[], $8::bigint[], $9::text[])
+                AS u(seq, state, processed_at, patient_id, version, reason, attempts, retry_at, last_error)
+            WHERE s.seq = u.seq;
+            """);
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. marks.Select(o => o.Sequence)] });
+        command.Parameters.Add(new NpgsqlParameter<short[]> { TypedValue = [.. marks.Select(o => (short)o.State)] });
+        command.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = [.. marks.Select(o => o.ProcessedAt)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. marks.Select(o => o.PatientId)] });
+        command.Parameters.Add(new NpgsqlParameter<int?[]> { TypedValue = [.. marks.Select(o => o.Version)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. marks.Select(o => o.Reason)] });
+        command.Parameters.Add(new NpgsqlParameter<int?[]> { TypedValue = [.. marks.Select(o => o.Attempts)] });
+        command.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = [.. marks.Select(o => o.RetryAt)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = [.. marks.Select(o => o.LastError)] });
+        return command;
+    }
+
+    /// <summary>What is written to one submission row; null attempts, retry time and error leave the stored values.</summary>
+    private sealed record SubmissionMark(
+        long Sequence, SubmissionState State, long? ProcessedAt, string? PatientId, int? Version, string? Reason,
+        int? Attempts, long? RetryAt, string? LastError);
+}

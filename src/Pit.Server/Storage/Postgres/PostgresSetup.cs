@@ -1,0 +1,32 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Pit.Server.Auth;
+
+namespace Pit.Server.Storage.Postgres;
+
+/// <summary>Everything the PostgreSQL provider brings, registered explicitly.</summary>
+internal static class PostgresSetup
+{
+    /// <summary>
+    /// The connection pool, the engine behind every store interface, its options, and the DPoP replay cache shared
+    /// by all instances with its sweeper. The replay cache replaces whatever is registered (Auth only adds its
+    /// per-process default when none is), so the outcome does not depend on which slice registers first.
+    /// </summary>
+    public static IServiceCollection AddPostgresStorage(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<PostgresStoreOptions>().Bind(configuration.GetSection("Pit:Storage")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<PostgresStoreOptions>, PostgresStoreOptionsValidator>();
+
+        // One pool for the server, disposed by the container at shutdown.
+        services.AddSingleton(sp => PostgresPitStore.CreateDataSource(sp.GetRequiredService<IOptions<StorageOptions>>().Value.ConnectionString!));
+        services.AddStoreEngine(sp => new PostgresPitStore(
+            sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value, sp.GetRequiredService<ILogger<PostgresPitStore>>()));
+
+        services.AddSingleton<PostgresDpopReplayCache>();
+        services.Replace(ServiceDescriptor.Singleton<IDpopReplayCache>(sp => sp.GetRequiredService<PostgresDpopReplayCache>()));
+        services.AddHostedService<PostgresDpopReplayCleanup>();
+        return services;
+    }
+}

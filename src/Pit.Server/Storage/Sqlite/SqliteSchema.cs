@@ -1,0 +1,58 @@
+namespace Pit.Server.Storage.Sqlite;
+
+/// <summary>The SQLite schema; <c>PRAGMA user_version</c> holds its version.</summary>
+internal static class SqliteSchema
+{
+    /// <summary>The version the code expects.</summary>
+    public const int Version = 1;
+
+    /// <summary>Version 1.</summary>
+    public static readonly string Initial = $"""
+        CREATE TABLE submissions (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id BLOB NOT NULL UNIQUE,
+            tenant TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            orgnr_child TEXT,
+            content BLOB,
+            content_hash BLOB NOT NULL,
+            keys TEXT NOT NULL,
+            accepted_at INTEGER NOT NULL,
+            state INTEGER NOT NULL DEFAULT {SubmissionStateSql.Queued},
+            processed_at INTEGER,
+            patient_id TEXT,
+            patient_version INTEGER,
+            reason TEXT);
+        CREATE INDEX submissions_queued ON submissions(seq) WHERE state = {SubmissionStateSql.Queued};
+        CREATE TABLE patients (
+            id TEXT NOT NULL PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            last_updated INTEGER NOT NULL,
+            content_hash BLOB NOT NULL,
+            last_seq INTEGER NOT NULL,
+            json BLOB NOT NULL);
+        CREATE UNIQUE INDEX patients_feed ON patients(last_updated, id);
+        CREATE INDEX patients_tenant_feed ON patients(tenant, last_updated, id);
+        CREATE TABLE patient_keys (
+            tenant TEXT NOT NULL,
+            system TEXT NOT NULL,
+            value TEXT NOT NULL,
+            patient_id TEXT NOT NULL,
+            PRIMARY KEY (tenant, system, value)) WITHOUT ROWID;
+        CREATE INDEX patient_keys_patient ON patient_keys(patient_id);
+        CREATE TABLE secrets (name TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL);
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            organisation TEXT NOT NULL,
+            orgnr_child TEXT,
+            submission_id TEXT,
+            patient_ids TEXT,
+            status INTEGER NOT NULL,
+            outcome TEXT NOT NULL);
+        CREATE INDEX audit_log_organisation ON audit_log(organisation, id);
+        """;
+}

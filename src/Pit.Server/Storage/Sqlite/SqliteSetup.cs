@@ -1,0 +1,20 @@
+using Microsoft.Extensions.Options;
+
+namespace Pit.Server.Storage.Sqlite;
+
+/// <summary>Everything the SQLite provider brings, registered explicitly.</summary>
+internal static class SqliteSetup
+{
+    /// <summary>
+    /// The embedded engine behind every store interface. It brings no DPoP replay cache: one process per file, so
+    /// Auth's per-process default is the right one.
+    /// </summary>
+    public static IServiceCollection AddSqliteStorage(this IServiceCollection services, IHostEnvironment environment)
+    {
+        services.AddStoreEngine(sp => new SqlitePitStore(
+            sp.GetRequiredService<IOptions<StorageOptions>>().Value.ConnectionString
+                ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}",
+            sp.GetRequiredService<TimeProvider>()));
+        return services;
+    }
+}
