@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test project. Installs what the tests need on a fresh machine (PostgreSQL server binaries from
-# Debian's packages, when missing), then prints the total as its last line: "N passed, N failed, N skipped".
+# Debian's packages and chromium for the /docs browser test, when missing), then prints the total as its last line: "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null \
     || { echo "could not install PostgreSQL"; exit 1; }
+fi
+
+# The API reference test opens /docs in a real headless browser: Debian's chromium.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "Installing chromium (Debian package) for the /docs browser test..."
+  if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
+    || { echo "could not install chromium"; exit 1; }
 fi
 
 log=$(mktemp)

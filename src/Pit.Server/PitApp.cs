@@ -1,5 +1,6 @@
 using Pit.Server.Auth;
 using Pit.Server.Fhir;
+using Pit.Server.Fhir.OpenApi;
 using Pit.Server.Patients;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
@@ -16,6 +17,7 @@ public static class PitApp
         var builder = WebApplication.CreateBuilder(args);
         builder.Services.AddPitTelemetry(builder.Configuration);
         builder.Services.AddPitFhir(builder.Configuration);
+        builder.Services.AddPitOpenApi();
         builder.Services.AddPitStorage(builder.Configuration, builder.Environment);
         builder.Services.AddPitProcessing(builder.Configuration);
         builder.Services.AddPitPatients(builder.Configuration);
@@ -24,10 +26,12 @@ public static class PitApp
 
         var app = builder.Build();
         app.UsePitFhirErrors();
+        app.UsePitForwardedHeaders();
         app.UsePitAuth();
         app.MapPitHealth();
         app.MapPitMetadata();
         app.MapPitPatients();
+        app.MapPitReference();
         return app;
     }
 }

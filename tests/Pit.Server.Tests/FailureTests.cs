@@ -30,7 +30,8 @@ public sealed class FailureTests
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("5", response.Headers.GetValues("Retry-After").Single());
-        PitApi.AssertOutcome(System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!, "transient");
+        var text = PitApi.AssertOutcome(System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!, "transient");
+        Assert.Matches("Correlation id: [0-9a-f]{32}", text);
     }
 
     [Fact]

@@ -1,6 +1,6 @@
 using System.Text;
 using Hl7.Fhir.Model;
-using Task = System.Threading.Tasks.Task;
+using Microsoft.Net.Http.Headers;
 using Pit.Server.Fhir;
 
 namespace Pit.Server.Auth;
@@ -13,10 +13,10 @@ internal sealed class DpopAuthenticationException(string error, string descripti
     public string? Nonce { get; } = nonce;
 }
 
-/// <summary>Writes 401 and 403 answers: a <c>DPoP</c> challenge (RFC 9449 §7.1) and a FHIR OperationOutcome.</summary>
+/// <summary>The 401, 403 and 503 problems of authentication and authorisation: a <c>DPoP</c> challenge (RFC 9449 §7.1) and an OperationOutcome.</summary>
 internal static class AuthResponses
 {
-    public static Task WriteUnauthorizedAsync(HttpContext context, string algorithms, string? error, string? description, string? nonce)
+    public static PitProblem Unauthorized(string algorithms, string? error, string? description, string? nonce)
     {
         var challenge = new StringBuilder("DPoP ");
         if (error is not null)
@@ -25,45 +25,25 @@ internal static class AuthResponses
         }
 
         challenge.Append("algs=\"").Append(algorithms).Append('"');
-        context.Response.StatusCode = StatusCodes.Status401Unauthorized;
-        context.Response.Headers.WWWAuthenticate = challenge.ToString();
-        if (nonce is not null)
-        {
-            context.Response.Headers["DPoP-Nonce"] = nonce;
-        }
-
         var diagnostics = description ?? "Authentication with a HelseID access token and a DPoP proof is required";
-        return WriteOutcomeAsync(context, error is null ? OperationOutcome.IssueType.Login : OperationOutcome.IssueType.Security, diagnostics);
+        var problem = NoStore(PitProblem.Error(StatusCodes.Status401Unauthorized,
+            error is null ? OperationOutcome.IssueType.Login : OperationOutcome.IssueType.Security, diagnostics))
+            .WithHeader(HeaderNames.WWWAuthenticate, challenge.ToString());
+        return nonce is null ? problem : problem.WithHeader("DPoP-Nonce", nonce);
     }
 
-    public static Task WriteInsufficientScopeAsync(HttpContext context, string algorithms, string scope)
-    {
-        context.Response.StatusCode = StatusCodes.Status403Forbidden;
-        context.Response.Headers.WWWAuthenticate =
-            $"DPoP error=\"insufficient_scope\", error_description=\"The access token lacks scope {scope}\", scope=\"{scope}\", algs=\"{algorithms}\"";
-        return WriteOutcomeAsync(context, OperationOutcome.IssueType.Forbidden, $"The access token lacks scope {scope}");
-    }
+    public static PitProblem InsufficientScope(string algorithms, string scope) =>
+        Forbidden($"The access token lacks scope {scope}").WithHeader(HeaderNames.WWWAuthenticate,
+            $"DPoP error=\"insufficient_scope\", error_description=\"The access token lacks scope {scope}\", scope=\"{scope}\", algs=\"{algorithms}\"");
 
-    public static Task WriteForbiddenAsync(HttpContext context, string diagnostics)
-    {
-        context.Response.StatusCode = StatusCodes.Status403Forbidden;
-        return WriteOutcomeAsync(context, OperationOutcome.IssueType.Forbidden, diagnostics);
-    }
+    public static PitProblem Forbidden(string diagnostics) =>
+        NoStore(PitProblem.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden, diagnostics));
 
     /// <summary>503: proofs cannot be checked for replay right now (the shared replay cache is unreachable).</summary>
-    public static Task WriteUnavailableAsync(HttpContext context)
-    {
-        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-        context.Response.Headers.RetryAfter = "5";
-        return WriteOutcomeAsync(context, OperationOutcome.IssueType.Transient,
-            "The service cannot check DPoP proofs right now. Nothing was done; retry later.");
-    }
+    public static PitProblem Unavailable() =>
+        NoStore(PitProblem.Unavailable("The service cannot check DPoP proofs right now. Nothing was done; retry later."));
 
-    private static Task WriteOutcomeAsync(HttpContext context, OperationOutcome.IssueType code, string diagnostics)
-    {
-        context.Response.Headers.CacheControl = "no-store";
-        return FhirResults.WriteAsync(context, Outcomes.Error(code, diagnostics), context.Response.StatusCode);
-    }
+    private static PitProblem NoStore(PitProblem problem) => problem.WithHeader(HeaderNames.CacheControl, "no-store");
 
     private static string Quote(string value) => value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal);
 }

@@ -102,7 +102,7 @@ internal sealed partial class DpopJwtBearerEvents(
         context.HandleResponse();
         if (context.AuthenticateFailure is ReplayCacheUnavailableException)
         {
-            return AuthResponses.WriteUnavailableAsync(context.HttpContext);
+            return AuthResponses.Unavailable().ExecuteAsync(context.HttpContext);
         }
 
         var (error, description, nonce) = context.AuthenticateFailure switch
@@ -119,7 +119,7 @@ internal sealed partial class DpopJwtBearerEvents(
                 ("invalid_token", "The access token signature is invalid", null),
             _ => ("invalid_token", "The access token is invalid", (string?)null),
         };
-        return AuthResponses.WriteUnauthorizedAsync(context.HttpContext, validator.AlgorithmList, error, description, nonce);
+        return AuthResponses.Unauthorized(validator.AlgorithmList, error, description, nonce).ExecuteAsync(context.HttpContext);
     }
 
     private static string? ReadJkt(JsonWebToken token)

@@ -60,15 +60,15 @@ internal sealed class PitAuthorizationResultHandler(DpopProofValidator validator
         var failed = (failure?.FailedRequirements ?? []).Concat(failure?.FailureReasons.Select(r => r.Handler).OfType<IAuthorizationRequirement>() ?? []).ToList();
         if (failed.OfType<ScopeRequirement>().FirstOrDefault() is { } scope)
         {
-            return AuthResponses.WriteInsufficientScopeAsync(context, validator.AlgorithmList, scope.Scope);
+            return AuthResponses.InsufficientScope(validator.AlgorithmList, scope.Scope).ExecuteAsync(context);
         }
 
         if (failed.OfType<OrganisationRequirement>().Any())
         {
-            return AuthResponses.WriteForbiddenAsync(context,
-                $"The access token must carry claim {HelseIdClaims.OrgnrParent} with a valid 9-digit organisation number");
+            return AuthResponses.Forbidden($"The access token must carry claim {HelseIdClaims.OrgnrParent} with a valid 9-digit organisation number")
+                .ExecuteAsync(context);
         }
 
-        return AuthResponses.WriteForbiddenAsync(context, "The caller is not allowed to do this");
+        return AuthResponses.Forbidden("The caller is not allowed to do this").ExecuteAsync(context);
     }
 }

@@ -1,4 +1,6 @@
+using System.Reflection;
 using System.Security.Claims;
+using Microsoft.Extensions.Options;
 
 namespace Pit.Server.Auth;
 
@@ -14,6 +16,28 @@ public sealed record PitCaller(string ClientId, string Organisation, string? Org
 
     /// <summary>Whether this caller may see data of <paramref name="tenant"/>.</summary>
     public bool MayRead(string tenant) => ReadsAllOrganisations || string.Equals(tenant, Organisation, StringComparison.Ordinal);
+
+    /// <summary>
+    /// The caller of this request, read from the principal once and kept on the request. Endpoints take a
+    /// <see cref="PitCaller"/> parameter and get this. Only endpoints behind <see cref="PitPolicies"/> may ask:
+    /// their policies guarantee a valid organisation, so a missing one is a wiring bug (500), never a client error.
+    /// </summary>
+    public static PitCaller For(HttpContext context)
+    {
+        if (context.Features.Get<PitCaller>() is { } known)
+        {
+            return known;
+        }
+
+        var options = context.RequestServices.GetRequiredService<IOptions<AccessOptions>>().Value;
+        var caller = FromPrincipal(context.User, options)
+            ?? throw new InvalidOperationException($"{context.Request.Path} resolves a caller but is not behind a PIT policy that requires {HelseIdClaims.OrgnrParent}.");
+        context.Features.Set(caller);
+        return caller;
+    }
+
+    /// <summary>Minimal API parameter binding: see <see cref="For"/>.</summary>
+    public static ValueTask<PitCaller?> BindAsync(HttpContext context, ParameterInfo parameter) => ValueTask.FromResult<PitCaller?>(For(context));
 
     /// <summary>Reads the caller from an authenticated principal; null when the organisation claim is absent.</summary>
     public static PitCaller? FromPrincipal(ClaimsPrincipal user, AccessOptions options)

@@ -6,12 +6,19 @@ namespace Pit.Server.Fhir;
 /// <summary>Only FHIR JSON is offered: a request that accepts nothing else (or asks for XML by _format) gets 406.</summary>
 internal static class FhirContentNegotiation
 {
-    public static async ValueTask<object?> Filter(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
+    /// <summary>Adds the filter to every endpoint of <paramref name="group"/> and declares its 406.</summary>
+    public static RouteGroupBuilder NegotiateFhirJson(this RouteGroupBuilder group)
+    {
+        group.AddEndpointFilter(Filter).WithMetadata(new FhirResponseMetadata(StatusCodes.Status406NotAcceptable, FhirResults.TypeName<OperationOutcome>()));
+        return group;
+    }
+
+    private static async ValueTask<object?> Filter(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var request = invocation.HttpContext.Request;
         if (!AcceptsJson(request))
         {
-            return FhirResults.Problem(invocation.HttpContext, StatusCodes.Status406NotAcceptable, OperationOutcome.IssueType.NotSupported,
+            return PitProblem.Error(StatusCodes.Status406NotAcceptable, OperationOutcome.IssueType.NotSupported,
                 "Only FHIR JSON is offered: accept application/fhir+json (or application/json).");
         }
 

@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Hl7.Fhir.Model;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
-using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Processing;
@@ -10,6 +10,9 @@ using Pit.Server.Storage;
 using Pit.Server.Telemetry;
 
 namespace Pit.Server.Patients;
+
+using BadRequest = FhirProblem<ProblemStatus.BadRequest>;
+using NotFound = FhirProblem<ProblemStatus.NotFound>;
 
 /// <summary>The PIT-API endpoints: submit, search, read and submission status.</summary>
 internal static partial class PatientEndpoints
@@ -24,29 +27,30 @@ internal static partial class PatientEndpoints
 
     public static WebApplication MapPitPatients(this WebApplication app)
     {
-        var v1 = app.MapGroup("/v1").AddEndpointFilter(FhirContentNegotiation.Filter);
-        v1.MapPost("/Patient", SubmitAsync).RequireAuthorization(PitPolicies.Write);
-        v1.MapGet("/Patient", SearchAsync).RequireAuthorization(PitPolicies.Read);
-        v1.MapGet("/Patient/{id}", ReadAsync).RequireAuthorization(PitPolicies.Read);
-        v1.MapGet("/submissions/{id}", StatusAsync).RequireAuthorization(PitPolicies.Write);
+        var v1 = app.MapGroup("/v1").NegotiateFhirJson();
+        v1.MapPost("/Patient", SubmitAsync).RequireAuthorization(PitPolicies.Write).DescribeSubmit();
+        v1.MapGet("/Patient", SearchAsync).RequireAuthorization(PitPolicies.Read).DescribeSearch();
+        v1.MapGet("/Patient/{id}", ReadAsync).RequireAuthorization(PitPolicies.Read).DescribeRead();
+        v1.MapGet("/submissions/{id}", StatusAsync).RequireAuthorization(PitPolicies.Write).DescribeStatus();
         return app;
     }
 
-    private static async Task<IResult> SubmitAsync(
-        HttpContext context, PatientSubmissionReader reader, SubmissionQueue queue, AuditTrail audit, PitMetrics metrics,
-        PublicBaseUrl baseUrl, IOptions<AccessOptions> access, TimeProvider time)
+    private static async Task<Results<FhirAccepted<OperationOutcome>, BadRequest, FhirProblem<ProblemStatus.PayloadTooLarge>, FhirProblem<ProblemStatus.UnsupportedMediaType>>> SubmitAsync(
+        HttpContext context, PitCaller caller, PatientSubmissionReader reader, SubmissionQueue queue, AuditTrail audit, PitMetrics metrics,
+        PublicBaseUrl baseUrl, TimeProvider time)
     {
-        if (Caller(context, access) is not { } caller)
-        {
-            return NoOrganisation(context);
-        }
-
         var read = await reader.ReadAsync(context.Request, caller, context.RequestAborted);
         if (read.Submission is not { } submission)
         {
             audit.Record(Audit(time, "submit", caller, null, null, read.Status, "rejected"));
             metrics.Submission("rejected");
-            return FhirResults.Resource(context, read.Outcome!, read.Status);
+            var refused = PitProblem.WithOutcome(read.Status, read.Outcome!);
+            return read.Status switch
+            {
+                StatusCodes.Status413PayloadTooLarge => new FhirProblem<ProblemStatus.PayloadTooLarge>(refused),
+                StatusCodes.Status415UnsupportedMediaType => new FhirProblem<ProblemStatus.UnsupportedMediaType>(refused),
+                _ => new BadRequest(refused),
+            };
         }
 
         try
@@ -57,26 +61,19 @@ internal static partial class PatientEndpoints
         {
             audit.Record(Audit(time, "submit", caller, submission.Id, null, StatusCodes.Status503ServiceUnavailable, "not stored"));
             metrics.Submission("unavailable");
-            context.Response.Headers.RetryAfter = "5";
-            return FhirResults.Problem(context, StatusCodes.Status503ServiceUnavailable, OperationOutcome.IssueType.Transient,
-                "The submission could not be stored right now. Nothing was accepted; retry later.");
+            throw; // answered 503 + Retry-After by the exception handler, like every other store outage
         }
 
         audit.Record(Audit(time, "submit", caller, submission.Id, null, StatusCodes.Status202Accepted, "accepted"));
         metrics.Submission("accepted");
         context.Response.Headers.ContentLocation = $"{baseUrl.For(context.Request)}/v1/submissions/{submission.Id:D}";
-        return FhirResults.Json(AcceptedOutcome.Value, StatusCodes.Status202Accepted);
+        return FhirResults.Accepted<OperationOutcome>(AcceptedOutcome.Value);
     }
 
-    private static async Task<IResult> SearchAsync(
-        HttpContext context, IPatientFeedStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
-        PublicBaseUrl baseUrl, IOptions<AccessOptions> access, TimeProvider time)
+    private static async Task<Results<FhirOk<Bundle>, BadRequest>> SearchAsync(
+        HttpContext context, PitCaller caller, IPatientFeedStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
+        PublicBaseUrl baseUrl, TimeProvider time)
     {
-        if (Caller(context, access) is not { } caller)
-        {
-            return NoOrganisation(context);
-        }
-
         var request = context.Request;
         var lenient = request.Headers["Prefer"].Any(p => p is not null && p.Contains("handling=lenient", StringComparison.OrdinalIgnoreCase));
         var errors = new List<SearchParameterError>();
@@ -90,7 +87,7 @@ internal static partial class PatientEndpoints
                     e.NotSupported ? OperationOutcome.IssueType.NotSupported : OperationOutcome.IssueType.Invalid, e.Message, e.Parameter));
             }
 
-            return FhirResults.Resource(context, outcome, StatusCodes.Status400BadRequest);
+            return new BadRequest(PitProblem.WithOutcome(StatusCodes.Status400BadRequest, outcome));
         }
 
         var scope = caller.ReadScope ?? SearchCursor.AllOrganisations;
@@ -102,8 +99,8 @@ internal static partial class PatientEndpoints
             var cursor = await protector.UnprotectAsync(cursorText);
             if (cursor is null || cursor.Scope != scope)
             {
-                return FhirResults.Problem(context, StatusCodes.Status400BadRequest, OperationOutcome.IssueType.Invalid,
-                    "The cursor is not valid here. Use the next link of a Bundle exactly as this server returned it, with the same credentials.", "cursor");
+                return new BadRequest(PitProblem.Error(StatusCodes.Status400BadRequest, OperationOutcome.IssueType.Invalid,
+                    "The cursor is not valid here. Use the next link of a Bundle exactly as this server returned it, with the same credentials.", "cursor"));
             }
 
             var count = search.Count ?? cursor.Count;
@@ -148,42 +145,32 @@ internal static partial class PatientEndpoints
 
         var returned = rows.Take(page.Limit).ToList();
         audit.Record(Audit(time, "search", caller, null, string.Join(',', returned.Select(r => r.Id)), StatusCodes.Status200OK, "ok"));
-        return FhirResults.Json(SearchBundleWriter.Write(root + "/", self, next, returned, page.Limit, ignoredOutcome));
+        return FhirResults.Ok<Bundle>(SearchBundleWriter.Write(root + "/", self, next, returned, page.Limit, ignoredOutcome));
     }
 
-    private static async Task<IResult> ReadAsync(
-        string id, HttpContext context, IPatientFeedStore store, AuditTrail audit, IOptions<AccessOptions> access, TimeProvider time)
+    private static async Task<Results<FhirOk<Patient>, NotFound>> ReadAsync(
+        string id, HttpContext context, PitCaller caller, IPatientFeedStore store, AuditTrail audit, TimeProvider time)
     {
-        if (Caller(context, access) is not { } caller)
-        {
-            return NoOrganisation(context);
-        }
-
         var patient = FhirId().IsMatch(id) ? await store.GetPatientAsync(id, context.RequestAborted) : null;
         if (patient is null || !caller.MayRead(patient.Tenant))
         {
             audit.Record(Audit(time, "read", caller, null, null, StatusCodes.Status404NotFound, "not found"));
-            return FhirResults.Problem(context, StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound, $"Patient/{id} is not known.");
+            return new NotFound(PitProblem.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound, $"Patient/{id} is not known."));
         }
 
         audit.Record(Audit(time, "read", caller, null, patient.Id, StatusCodes.Status200OK, "ok"));
         context.Response.Headers.ETag = $"W/\"{patient.Version}\"";
         context.Response.Headers.LastModified = FeedTime.ToDateTimeOffset(patient.LastUpdated).ToString("R", CultureInfo.InvariantCulture);
-        return FhirResults.Json(patient.Json);
+        return FhirResults.Ok<Patient>(patient.Json);
     }
 
-    private static async Task<IResult> StatusAsync(
-        string id, HttpContext context, ISubmissionQueueStore store, PublicBaseUrl baseUrl, IOptions<AccessOptions> access)
+    private static async Task<Results<FhirOk<OperationOutcome>, FhirAccepted<OperationOutcome>, NotFound, FhirProblem<ProblemStatus.UnprocessableEntity>>> StatusAsync(
+        string id, HttpContext context, PitCaller caller, ISubmissionQueueStore store, PublicBaseUrl baseUrl)
     {
-        if (Caller(context, access) is not { } caller)
-        {
-            return NoOrganisation(context);
-        }
-
         var submission = Guid.TryParse(id, out var guid) ? await store.GetSubmissionAsync(guid, context.RequestAborted) : null;
         if (submission is null || !caller.MayRead(submission.Tenant))
         {
-            return FhirResults.Problem(context, StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound, $"Submission {id} is not known.");
+            return new NotFound(PitProblem.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound, $"Submission {id} is not known."));
         }
 
         var reference = $"Patient/{submission.PatientId}";
@@ -191,10 +178,10 @@ internal static partial class PatientEndpoints
         {
             case SubmissionState.Queued:
                 context.Response.Headers.RetryAfter = "1";
-                return FhirResults.Resource(context, Outcomes.Information("Queued: accepted and stored, not processed yet."), StatusCodes.Status202Accepted);
+                return FhirResults.Accepted(context, Outcomes.Information("Queued: accepted and stored, not processed yet."));
             case SubmissionState.Failed:
-                return FhirResults.Problem(context, StatusCodes.Status422UnprocessableEntity, OperationOutcome.IssueType.Processing,
-                    $"Failed: {submission.Reason}");
+                return new FhirProblem<ProblemStatus.UnprocessableEntity>(PitProblem.Error(StatusCodes.Status422UnprocessableEntity,
+                    OperationOutcome.IssueType.Processing, $"Failed: {submission.Reason}"));
             default:
                 context.Response.Headers.Location = $"{baseUrl.For(context.Request)}/v1/{reference}";
                 var what = submission.State switch
@@ -203,16 +190,9 @@ internal static partial class PatientEndpoints
                     SubmissionState.Unchanged => $"identical to the current version {submission.PatientVersion}; no new version",
                     _ => "a later submission for the same patient had already been applied",
                 };
-                return FhirResults.Resource(context, Outcomes.Information($"Processed: {reference}, {what}.", reference), StatusCodes.Status200OK);
+                return FhirResults.Ok(context, Outcomes.Information($"Processed: {reference}, {what}.", reference));
         }
     }
-
-    private static PitCaller? Caller(HttpContext context, IOptions<AccessOptions> access) =>
-        PitCaller.FromPrincipal(context.User, access.Value);
-
-    private static IResult NoOrganisation(HttpContext context) =>
-        FhirResults.Problem(context, StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
-            $"The access token has no {HelseIdClaims.OrgnrParent} claim.");
 
     private static AuditEntry Audit(TimeProvider time, string action, PitCaller caller, Guid? submission, string? patients, int status, string outcome) =>
         new(FeedTime.FromDateTimeOffset(time.GetUtcNow()), action, caller.ClientId, caller.Organisation, caller.OrgnrChild, submission, patients, status, outcome);

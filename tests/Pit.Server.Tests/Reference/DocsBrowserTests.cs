@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Pit.Server.Tests.Infrastructure;
+
+namespace Pit.Server.Tests.Reference;
+
+/// <summary>
+/// Opens /docs in a real headless Chromium (Debian's package; scripts/test.sh installs it) against the real server
+/// on loopback, as an integrator on a hospital network without internet access would.
+/// </summary>
+public sealed class DocsBrowserTests
+{
+    private const string Chromium = "/usr/bin/chromium";
+
+    [Fact]
+    public async Task The_reference_page_renders_both_patient_operations_and_asks_no_other_host_for_anything()
+    {
+        Assert.True(File.Exists(Chromium), $"{Chromium} is missing: scripts/test.sh installs Debian's chromium package.");
+        await using var server = await TestServer.StartAsync();
+        var work = Directory.CreateTempSubdirectory("pit-chromium-").FullName;
+        try
+        {
+            var netLog = Path.Combine(work, "net-log.json");
+            var dom = await RunChromiumAsync(new Uri(server.BaseAddress, "docs"), work, netLog);
+
+            // Scalar builds these from /openapi/v1.json in the browser: the served HTML holds none of them.
+            Assert.Matches(Endpoint("POST", "/v1/Patient"), dom);
+            Assert.Matches(Endpoint("GET", "/v1/Patient"), dom);
+            Assert.Contains("PIT-API (Pasientinformasjonstjenesten)", dom, StringComparison.Ordinal);
+
+            var pageRequests = PageRequests(netLog, server.BaseAddress);
+            Assert.Contains(pageRequests, u => u.AbsolutePath == "/openapi/v1.json");
+            Assert.Contains(pageRequests, u => u.AbsolutePath.EndsWith(".js", StringComparison.Ordinal));
+            Assert.All(pageRequests, u => Assert.Equal(server.BaseAddress.Authority, u.Authority));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    private static Regex Endpoint(string method, string path) =>
+        new($"<a[^>]*href=\"#tag/patient/{method}{Regex.Escape(path)}\"[^>]*>\\s*<span[^>]*endpoint-method[^>]*>\\s*{method.ToLowerInvariant()}\\s*</span>");
+
+    private static async Task<string> RunChromiumAsync(Uri url, string work, string netLog)
+    {
+        var info = new ProcessStartInfo(Chromium) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[]
+        {
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+            // Nothing leaves this machine even if the page asked: every other host fails to resolve (the net log still records the try).
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            // Virtual time runs ahead only while the page is idle, so a slow, busy machine gets all the real time it needs.
+            "--virtual-time-budget=30000",
+            $"--user-data-dir={Path.Combine(work, "profile")}", $"--log-net-log={netLog}", "--dump-dom", url.ToString(),
+        })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException("chromium did not finish within 3 minutes: " + await stderr);
+        }
+
+        Assert.True(process.ExitCode == 0, $"chromium exited with {process.ExitCode}: {await stderr}");
+        return await stdout;
+    }
+
+    /// <summary>
+    /// Every URL the page asked for. The browser's own background traffic (update checks and the like) carries a
+    /// different network isolation key than requests made for a page whose top frame is the server's site.
+    /// </summary>
+    private static List<Uri> PageRequests(string netLog, Uri server)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(netLog));
+        var startJob = document.RootElement.GetProperty("constants").GetProperty("logEventTypes").GetProperty("URL_REQUEST_START_JOB").GetInt32();
+        var site = $"{server.Scheme}://{server.Host}";
+        var urls = new List<Uri>();
+        foreach (var e in document.RootElement.GetProperty("events").EnumerateArray())
+        {
+            if (e.GetProperty("type").GetInt32() == startJob
+                && e.TryGetProperty("params", out var p)
+                && p.TryGetProperty("network_isolation_key", out var key)
+                && key.GetString()!.StartsWith(site + " ", StringComparison.Ordinal))
+            {
+                urls.Add(new Uri(p.GetProperty("url").GetString()!));
+            }
+        }
+
+        return urls;
+    }
+}

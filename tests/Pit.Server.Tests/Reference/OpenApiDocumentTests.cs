@@ -1,0 +1,145 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Pit.Server.Tests.Infrastructure;
+
+namespace Pit.Server.Tests.Reference;
+
+public sealed class OpenApiDocumentTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private static readonly string[] Authenticated = ["401", "403", "406", "500", "503"];
+
+    [Fact]
+    public async Task The_document_describes_every_operation_with_each_status_and_its_fhir_body()
+    {
+        var paths = (await DocumentAsync())["paths"]!;
+
+        AssertStatuses(paths["/v1/Patient"]!["post"]!, ["202", "400", "413", "415", .. Authenticated]);
+        AssertStatuses(paths["/v1/Patient"]!["get"]!, ["200", "400", .. Authenticated]);
+        AssertStatuses(paths["/v1/Patient/{id}"]!["get"]!, ["200", "404", .. Authenticated]);
+        AssertStatuses(paths["/v1/submissions/{id}"]!["get"]!, ["200", "202", "404", "422", .. Authenticated]);
+        AssertStatuses(paths["/v1/metadata"]!["get"]!, ["200", "500"]);
+
+        Assert.Equal("Bundle", BodySchema(paths["/v1/Patient"]!["get"]!, "200"));
+        Assert.Equal("Patient", BodySchema(paths["/v1/Patient/{id}"]!["get"]!, "200"));
+        Assert.Equal("CapabilityStatement", BodySchema(paths["/v1/metadata"]!["get"]!, "200"));
+        Assert.Equal("OperationOutcome", BodySchema(paths["/v1/Patient"]!["post"]!, "202"));
+        foreach (var operation in Operations(paths))
+        {
+            foreach (var (status, response) in operation["responses"]!.AsObject())
+            {
+                if (status[0] is '4' or '5')
+                {
+                    Assert.Equal("OperationOutcome", BodySchema(operation, status));
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Error_answers_name_their_headers()
+    {
+        var post = (await DocumentAsync())["paths"]!["/v1/Patient"]!["post"]!["responses"]!;
+        Assert.NotNull(post["503"]!["headers"]!["Retry-After"]);
+        Assert.NotNull(post["401"]!["headers"]!["WWW-Authenticate"]);
+        Assert.NotNull(post["401"]!["headers"]!["DPoP-Nonce"]);
+        Assert.NotNull(post["202"]!["headers"]!["Content-Location"]);
+        Assert.Contains("correlation id", (string?)post["500"]!["description"], StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task Search_parameters_carry_their_rules()
+    {
+        var parameters = (await DocumentAsync())["paths"]!["/v1/Patient"]!["get"]!["parameters"]!.AsArray()
+            .ToDictionary(p => (string)p!["name"]!, p => p!);
+
+        var lastUpdated = parameters["_lastUpdated"];
+        Assert.Equal("query", (string?)lastUpdated["in"]);
+        var description = (string)lastUpdated["description"]!;
+        Assert.Contains("gt, ge, lt or le", description, StringComparison.Ordinal);
+        Assert.Contains("minute precision", description, StringComparison.Ordinal);
+        Assert.Contains("Not combinable with cursor", description, StringComparison.Ordinal);
+        Assert.Equal(2, (int?)lastUpdated["schema"]!["maxItems"]);
+        Assert.Matches((string)lastUpdated["schema"]!["items"]!["pattern"]!, "ge2024-01-01T12:00Z");
+        Assert.DoesNotMatch((string)lastUpdated["schema"]!["items"]!["pattern"]!, "2024-01-01T12:00Z");
+
+        var count = parameters["_count"]["schema"]!;
+        Assert.Equal(1, (int?)count["minimum"]);
+        Assert.Equal(50, (int?)count["maximum"]);
+        Assert.Equal(20, (int?)count["default"]);
+
+        Assert.Equal(["_lastUpdated", "-_lastUpdated"], parameters["_sort"]["schema"]!["enum"]!.AsArray().Select(v => (string?)v));
+        Assert.Contains("cannot be combined with _lastUpdated", (string?)parameters["cursor"]["description"], StringComparison.Ordinal);
+        Assert.Equal("header", (string?)parameters["Prefer"]["in"]);
+        Assert.Contains("handling=lenient", (string?)parameters["Prefer"]["description"], StringComparison.Ordinal);
+        Assert.Contains("xml", (string?)parameters["_format"]["description"], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Submit_takes_a_fhir_patient_body()
+    {
+        var body = (await DocumentAsync())["paths"]!["/v1/Patient"]!["post"]!["requestBody"]!;
+        Assert.True((bool?)body["required"]);
+        Assert.Equal("#/components/schemas/Patient", (string?)body["content"]!["application/fhir+json"]!["schema"]!["$ref"]);
+        Assert.Contains("900 KB", (string?)body["description"], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Operations_require_a_dpop_bound_token_with_their_scope_and_a_dpop_proof()
+    {
+        var document = await DocumentAsync();
+        var schemes = document["components"]!["securitySchemes"]!;
+        Assert.Equal("http", (string?)schemes["DPoP"]!["type"]);
+        Assert.Equal("DPoP", (string?)schemes["DPoP"]!["scheme"]);
+        Assert.Equal("apiKey", (string?)schemes["DPoPProof"]!["type"]);
+        Assert.Equal("header", (string?)schemes["DPoPProof"]!["in"]);
+        Assert.Equal("DPoP", (string?)schemes["DPoPProof"]!["name"]);
+
+        var paths = document["paths"]!;
+        Assert.Equal("nhn:pit/api.write", Scope(paths["/v1/Patient"]!["post"]!));
+        Assert.Equal("nhn:pit/api.read", Scope(paths["/v1/Patient"]!["get"]!));
+        Assert.Equal("nhn:pit/api.read", Scope(paths["/v1/Patient/{id}"]!["get"]!));
+        Assert.Equal("nhn:pit/api.write", Scope(paths["/v1/submissions/{id}"]!["get"]!));
+        Assert.Null(paths["/v1/metadata"]!["get"]!["security"]);
+    }
+
+    [Fact]
+    public async Task The_document_and_the_reference_page_need_no_authentication()
+    {
+        using var client = fixture.Server.CreateAnonymousClient();
+        using var page = await client.GetAsync("docs/");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains("<script src=\"scalar.js\">", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var script = await client.GetAsync("docs/scalar.js");
+        Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+        Assert.True(script.Content.Headers.ContentLength > 100_000, "the reference page's script is served by the server itself");
+    }
+
+    private async Task<JsonNode> DocumentAsync()
+    {
+        using var client = fixture.Server.CreateAnonymousClient();
+        using var response = await client.GetAsync("openapi/v1.json");
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        return JsonNode.Parse(text)!;
+    }
+
+    private static IEnumerable<JsonNode> Operations(JsonNode paths) =>
+        paths.AsObject().SelectMany(p => p.Value!.AsObject().Select(o => o.Value!));
+
+    private static void AssertStatuses(JsonNode operation, string[] expected) =>
+        Assert.Equal(expected.Order(StringComparer.Ordinal), operation["responses"]!.AsObject().Select(r => r.Key).Order(StringComparer.Ordinal));
+
+    private static string BodySchema(JsonNode operation, string status)
+    {
+        var content = operation["responses"]![status]!["content"]!.AsObject();
+        var reference = (string)Assert.Single(content, c => c.Key == "application/fhir+json").Value!["schema"]!["$ref"]!;
+        return reference["#/components/schemas/".Length..];
+    }
+
+    private static string? Scope(JsonNode operation)
+    {
+        var requirement = Assert.Single(operation["security"]!.AsArray())!;
+        Assert.Empty(requirement["DPoPProof"]!.AsArray());
+        return (string?)Assert.Single(requirement["DPoP"]!.AsArray());
+    }
+}
