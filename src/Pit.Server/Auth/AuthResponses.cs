@@ -59,6 +59,15 @@ internal static class AuthResponses
             "The service cannot check DPoP proofs right now. Nothing was done; retry later.");
     }
 
+    /// <summary>429: the client sent more new DPoP proofs than its share; other clients are unaffected.</summary>
+    public static Task WriteTooManyProofsAsync(HttpContext context, int retryAfterSeconds)
+    {
+        context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+        context.Response.Headers.RetryAfter = retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return WriteOutcomeAsync(context, OperationOutcome.IssueType.Throttled,
+            "This client is sending more requests than its share. Nothing was done; retry after the indicated time.");
+    }
+
     private static Task WriteOutcomeAsync(HttpContext context, OperationOutcome.IssueType code, string diagnostics)
     {
         context.Response.Headers.CacheControl = "no-store";

@@ -1,8 +1,5 @@
 using System.Diagnostics;
-using System.Net;
 using Hl7.Fhir.Model;
-using Microsoft.AspNetCore.HttpOverrides;
-using Microsoft.Extensions.Options;
 
 namespace Pit.Server.Fhir;
 
@@ -17,14 +14,7 @@ internal static partial class FhirSetup
         services.AddSingleton<FhirJson>();
         services.AddSingleton<PublicBaseUrl>();
         services.AddSingleton<CapabilityStatementSource>();
-        services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<PitOptions>>((forwarded, pit) =>
-        {
-            forwarded.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost;
-            foreach (var proxy in pit.Value.KnownProxies)
-            {
-                forwarded.KnownProxies.Add(IPAddress.Parse(proxy));
-            }
-        });
+        // Which proxies may set the public URL: Auth/TrustedProxies.cs.
         return services;
     }
 
