@@ -19,7 +19,11 @@ internal static class TrustedProxies
         services.AddOptions<PitOptions>().ValidateOnStart();
         services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<PitOptions>>((forwarded, pit) =>
         {
-            forwarded.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost;
+            // With both lists empty the middleware checks no peer at all and trusts everyone: then it must not run.
+            var any = pit.Value.KnownProxies.Length > 0 || pit.Value.KnownNetworks.Length > 0;
+            forwarded.ForwardedHeaders = any
+                ? ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost
+                : ForwardedHeaders.None;
             forwarded.KnownProxies.Clear();
             forwarded.KnownIPNetworks.Clear();
             foreach (var proxy in pit.Value.KnownProxies)
