@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.IdentityModel.Tokens;
+using Pit.Security;
 
 namespace Pit.Client;
 
@@ -119,26 +120,7 @@ public sealed class ClientSigningKey
     public static string ComputeThumbprint(IReadOnlyDictionary<string, string> publicJwk)
     {
         ArgumentNullException.ThrowIfNull(publicJwk);
-        var kty = publicJwk["kty"];
-        string[] required = kty switch
-        {
-            "RSA" => ["e", "kty", "n"],
-            "EC" => ["crv", "kty", "x", "y"],
-            _ => throw new ArgumentException($"Unsupported key type '{kty}'.", nameof(publicJwk)),
-        };
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            writer.WriteStartObject();
-            foreach (var member in required)
-            {
-                writer.WriteString(member, publicJwk[member]);
-            }
-
-            writer.WriteEndObject();
-        }
-
-        return Base64UrlEncoder.Encode(SHA256.HashData(buffer.ToArray()));
+        return JwkThumbprint.Compute(publicJwk.GetValueOrDefault);
     }
 
     private static ClientSigningKey FromRsa(JsonObject jwk, string? alg, string? kid)
@@ -148,17 +130,7 @@ public sealed class ClientSigningKey
             throw new ArgumentException("The RSA JWK lacks its private part (d, p, q, dp, dq, qi): a client needs its private key.");
         }
 
-        var parameters = new RSAParameters
-        {
-            Modulus = Bytes(jwk, "n"),
-            Exponent = Bytes(jwk, "e"),
-            D = Bytes(jwk, "d"),
-            P = Bytes(jwk, "p"),
-            Q = Bytes(jwk, "q"),
-            DP = Bytes(jwk, "dp"),
-            DQ = Bytes(jwk, "dq"),
-            InverseQ = Bytes(jwk, "qi"),
-        };
+        var parameters = Parse(jwk, JwkParameters.Rsa);
         using var rsa = RSA.Create();
         try
         {
@@ -185,19 +157,12 @@ public sealed class ClientSigningKey
             throw new ArgumentException("The EC JWK lacks its private part (d): a client needs its private key.");
         }
 
-        var curve = Member(jwk, "crv") switch
+        if (Member(jwk, "x") is null || Member(jwk, "y") is null)
         {
-            "P-256" => ECCurve.NamedCurves.nistP256,
-            "P-384" => ECCurve.NamedCurves.nistP384,
-            "P-521" => ECCurve.NamedCurves.nistP521,
-            var other => throw new ArgumentException($"Unsupported EC curve '{other}': use P-256, P-384 or P-521."),
-        };
-        var parameters = new ECParameters
-        {
-            Curve = curve,
-            Q = new ECPoint { X = Bytes(jwk, "x"), Y = Bytes(jwk, "y") },
-            D = Bytes(jwk, "d"),
-        };
+            throw new ArgumentException("The EC JWK lacks its public part (x, y).");
+        }
+
+        var parameters = Parse(jwk, JwkParameters.Ec);
         ECDsa ecdsa;
         try
         {
@@ -237,16 +202,15 @@ public sealed class ClientSigningKey
     private static string? Member(JsonObject jwk, string name) =>
         jwk.TryGetPropertyValue(name, out var node) && node is JsonValue value && value.TryGetValue<string>(out var s) && s.Length > 0 ? s : null;
 
-    private static byte[] Bytes(JsonObject jwk, string name)
+    private static T Parse<T>(JsonObject jwk, Func<Func<string, string?>, T> read)
     {
-        var value = Member(jwk, name) ?? throw new ArgumentException($"The JWK has no '{name}'.");
         try
         {
-            return Base64UrlEncoder.DecodeBytes(value);
+            return read(name => Member(jwk, name));
         }
         catch (FormatException e)
         {
-            throw new ArgumentException($"The JWK member '{name}' is not base64url.", e);
+            throw new ArgumentException("A JWK member is not base64url.", e);
         }
     }
 

@@ -1,7 +1,10 @@
-using System.Collections.Concurrent;
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using Pit.Security;
 
 namespace Pit.HelseIdStandIn;
 
@@ -9,13 +12,16 @@ namespace Pit.HelseIdStandIn;
 internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvider time)
 {
     internal const string AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-    private const int MaxSeenAssertions = 10_000;
+    /// <summary>Longest accepted assertion lifetime (<c>exp</c> after now), seconds: bounds the replay window.</summary>
+    internal const int MaxLifetimeSeconds = 300;
 
-    private static readonly string[] Algorithms =
-        ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
+    /// <summary>Most assertions remembered per 10-second bucket of <c>exp</c> (a development stand-in's bound).</summary>
+    internal const int SeenPerBucket = 10_000;
 
     private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
-    private readonly ConcurrentDictionary<string, DateTimeOffset> _seen = new(StringComparer.Ordinal);
+
+    // Keyed by a hash of (client, jti), bucketed by exp: a replayed assertion has the same exp, so the same bucket.
+    private readonly TimeBucketedSet _seen = new(bucketSeconds: 10, windowSeconds: MaxLifetimeSeconds + 10, SeenPerBucket);
 
     /// <summary>The registered client, or an error description.</summary>
     public async Task<(StandInClientOptions? Client, string? Error)> ValidateAsync(string assertion, string? clientIdParameter)
@@ -46,7 +52,7 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
             ValidIssuer = client.ClientId,
             ValidAudiences = [issuer.Issuer, issuer.TokenEndpoint],
             IssuerSigningKey = new JsonWebKey(JsonSerializer.Serialize(client.PublicJwk)),
-            ValidAlgorithms = Algorithms,
+            ValidAlgorithms = [.. DpopAlgorithms.All],
             RequireExpirationTime = true,
             RequireSignedTokens = true,
             ClockSkew = TimeSpan.FromSeconds(5),
@@ -68,23 +74,23 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
             return (null, "client assertion has no jti");
         }
 
-        var now = time.GetUtcNow();
-        if (_seen.Count >= MaxSeenAssertions)
+        var expires = new DateTimeOffset(token.ValidTo, TimeSpan.Zero).ToUnixTimeSeconds();
+        if (expires > time.GetUtcNow().ToUnixTimeSeconds() + MaxLifetimeSeconds)
         {
-            foreach (var (key, expires) in _seen)
-            {
-                if (expires < now)
-                {
-                    _seen.TryRemove(key, out _);
-                }
-            }
+            return (null, $"client assertion lives too long (at most {MaxLifetimeSeconds} s)");
         }
 
-        if (_seen.Count >= MaxSeenAssertions || !_seen.TryAdd(client.ClientId + " " + token.Id, new DateTimeOffset(token.ValidTo, TimeSpan.Zero).AddSeconds(5)))
+        return _seen.TryAdd(SeenKey(client.ClientId, token.Id), expires) switch
         {
-            return (null, "client assertion was already used");
-        }
+            TimeBucketedSetResult.Added => (client, null),
+            TimeBucketedSetResult.Full => (null, "too many client assertions right now; retry shortly"),
+            _ => (null, "client assertion was already used"),
+        };
+    }
 
-        return (client, null);
+    private static UInt128 SeenKey(string clientId, string jti)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(clientId + "\n" + jti));
+        return new UInt128(BinaryPrimitives.ReadUInt64BigEndian(hash), BinaryPrimitives.ReadUInt64BigEndian(hash.AsSpan(8)));
     }
 }

@@ -6,15 +6,13 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
+using Pit.Security;
 
 namespace Pit.HelseIdStandIn;
 
 /// <summary>Registration and endpoints of the local HelseID stand-in.</summary>
 public static class StandInEndpoints
 {
-    private static readonly string[] ProofAlgorithms =
-        ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
-
     /// <summary>
     /// Registers <see cref="StandInIssuer"/> bound to <paramref name="section"/>. The host must also register an
     /// <see cref="ITokenEndpointDpopValidator"/>.
@@ -54,8 +52,8 @@ public static class StandInEndpoints
             ["scopes_supported"] = new JsonArray([.. scopes]),
             ["grant_types_supported"] = new JsonArray("client_credentials"),
             ["token_endpoint_auth_methods_supported"] = new JsonArray("private_key_jwt"),
-            ["token_endpoint_auth_signing_alg_values_supported"] = new JsonArray([.. ProofAlgorithms.Select(a => (JsonNode?)a)]),
-            ["dpop_signing_alg_values_supported"] = new JsonArray([.. ProofAlgorithms.Select(a => (JsonNode?)a)]),
+            ["token_endpoint_auth_signing_alg_values_supported"] = new JsonArray([.. DpopAlgorithms.All.Select(a => (JsonNode?)a)]),
+            ["dpop_signing_alg_values_supported"] = new JsonArray([.. DpopAlgorithms.All.Select(a => (JsonNode?)a)]),
             ["id_token_signing_alg_values_supported"] = new JsonArray("RS256"),
         };
         return Results.Text(document.ToJsonString(), "application/json");

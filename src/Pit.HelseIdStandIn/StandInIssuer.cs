@@ -1,6 +1,5 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -8,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using Pit.Security;
 
 namespace Pit.HelseIdStandIn;
 
@@ -17,17 +17,17 @@ namespace Pit.HelseIdStandIn;
 /// </summary>
 public sealed class StandInIssuer : IDisposable
 {
-    /// <summary>Claim and value names as HelseID issues them.</summary>
-    public const string OrgnrParentClaim = "helseid://claims/client/claims/orgnr_parent";
+    /// <summary><see cref="HelseIdClaims.OrgnrParent"/>.</summary>
+    public const string OrgnrParentClaim = HelseIdClaims.OrgnrParent;
 
-    /// <summary><c>helseid://claims/client/claims/orgnr_child</c>.</summary>
-    public const string OrgnrChildClaim = "helseid://claims/client/claims/orgnr_child";
+    /// <summary><see cref="HelseIdClaims.OrgnrChild"/>.</summary>
+    public const string OrgnrChildClaim = HelseIdClaims.OrgnrChild;
 
-    /// <summary><c>helseid://claims/client/client_name</c>.</summary>
-    public const string ClientNameClaim = "helseid://claims/client/client_name";
+    /// <summary><see cref="HelseIdClaims.ClientName"/>.</summary>
+    public const string ClientNameClaim = HelseIdClaims.ClientName;
 
-    /// <summary><c>helseid://claims/client/amr</c>.</summary>
-    public const string ClientAmrClaim = "helseid://claims/client/amr";
+    /// <summary><see cref="HelseIdClaims.ClientAmr"/>.</summary>
+    public const string ClientAmrClaim = HelseIdClaims.ClientAmr;
 
     private readonly StandInOptions _options;
     private readonly IServiceProvider _services;
@@ -53,7 +53,7 @@ public sealed class StandInIssuer : IDisposable
         }
 
         var publicParameters = _rsa.ExportParameters(false);
-        KeyId = Thumbprint(publicParameters);
+        KeyId = JwkThumbprint.Rsa(Base64Url.EncodeToString(publicParameters.Exponent), Base64Url.EncodeToString(publicParameters.Modulus));
         SigningKey = new RsaSecurityKey(_rsa) { KeyId = KeyId };
         SigningCredentials = new SigningCredentials(SigningKey, SecurityAlgorithms.RsaSha256);
         PublicKey = new RsaSecurityKey(publicParameters) { KeyId = KeyId };
@@ -168,12 +168,6 @@ public sealed class StandInIssuer : IDisposable
             throw new InvalidOperationException("Pit:Auth:StandIn:SigningKey must be a private RSA JWK.");
         }
 
-        return JwkRsa.ToParameters(name => jwk.GetValueOrDefault(name));
-    }
-
-    private static string Thumbprint(RSAParameters p)
-    {
-        var canonical = $$"""{"e":"{{Base64Url.EncodeToString(p.Exponent)}}","kty":"RSA","n":"{{Base64Url.EncodeToString(p.Modulus)}}"}""";
-        return Base64Url.EncodeToString(SHA256.HashData(Encoding.UTF8.GetBytes(canonical)));
+        return JwkParameters.Rsa(name => jwk.GetValueOrDefault(name));
     }
 }

@@ -3,8 +3,14 @@ namespace Pit.HelseIdStandIn;
 /// <summary>Options of section <c>Pit:Auth:StandIn</c>: the local HelseID stand-in (development and tests only).</summary>
 public sealed class StandInOptions
 {
-    /// <summary>Hosts the stand-in in-process. Start-up fails when this is true in the Production environment.</summary>
+    /// <summary>
+    /// Hosts the stand-in in-process. Start-up fails unless the environment is Development or named in
+    /// <see cref="AllowedEnvironments"/>.
+    /// </summary>
     public bool Enabled { get; set; }
+
+    /// <summary>Environments besides Development where the stand-in may start (e.g. <c>Test</c>); Production never.</summary>
+    public string[] AllowedEnvironments { get; set; } = [];
 
     /// <summary>
     /// Issuer (<c>iss</c>) of the tokens, exact, no trailing slash, e.g. <c>http://localhost:5080/helseid-standin</c>.

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using Pit.HelseIdStandIn;
+using Pit.Security;
 
 namespace Pit.TestSupport;
 
@@ -42,7 +43,7 @@ public sealed class AccessTokenMinter(SigningCredentials credentials, string iss
                 : new JsonArray([.. spec.Scopes.Select(s => JsonValue.Create(s))]),
             ["client_id"] = spec.ClientId,
             ["client_amr"] = "private_key_jwt",
-            [StandInIssuer.ClientAmrClaim] = "rsa_private_key",
+            [HelseIdClaims.ClientAmr] = "rsa_private_key",
             ["jti"] = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)),
         };
         if (spec.Jkt is not null)
@@ -52,15 +53,15 @@ public sealed class AccessTokenMinter(SigningCredentials credentials, string iss
 
         if (spec.OrgnrParent is not null)
         {
-            payload[StandInIssuer.OrgnrParentClaim] = spec.OrgnrParent;
+            payload[HelseIdClaims.OrgnrParent] = spec.OrgnrParent;
         }
 
         if (spec.OrgnrChild is not null)
         {
-            payload[StandInIssuer.OrgnrChildClaim] = spec.OrgnrChild;
+            payload[HelseIdClaims.OrgnrChild] = spec.OrgnrChild;
         }
 
-        payload[StandInIssuer.ClientNameClaim] = spec.ClientName;
+        payload[HelseIdClaims.ClientName] = spec.ClientName;
         foreach (var (name, value) in spec.ExtraClaims)
         {
             payload[name] = value?.DeepClone();

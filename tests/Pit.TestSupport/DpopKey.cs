@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Pit.HelseIdStandIn;
+using Pit.Security;
 
 namespace Pit.TestSupport;
 
@@ -41,19 +41,13 @@ public sealed class DpopKey : IDisposable
     public static DpopKey FromPrivateJwk(string json, string? algorithm = null)
     {
         var jwk = JsonNode.Parse(json)!.AsObject();
-        byte[]? Part(string name) => jwk[name] is { } v ? Base64Url.DecodeFromChars(v.GetValue<string>()) : null;
-        if (jwk["kty"]?.GetValue<string>() == "EC")
+        string? Member(string name) => jwk[name]?.GetValue<string>();
+        if (Member("kty") == "EC")
         {
-            var ec = ECDsa.Create(new ECParameters
-            {
-                Curve = ECCurve.NamedCurves.nistP256,
-                Q = new ECPoint { X = Part("x"), Y = Part("y") },
-                D = Part("d"),
-            });
-            return new DpopKey(null, ec, algorithm ?? "ES256");
+            return new DpopKey(null, ECDsa.Create(JwkParameters.Ec(Member)), algorithm ?? "ES256");
         }
 
-        var rsa = RSA.Create(JwkRsa.ToParameters(name => jwk[name]?.GetValue<string>()));
+        var rsa = RSA.Create(JwkParameters.Rsa(Member));
         return new DpopKey(rsa, null, algorithm ?? jwk["alg"]?.GetValue<string>() ?? "RS256");
     }
 
@@ -206,14 +200,7 @@ public sealed class DpopKey : IDisposable
         return ecJwk;
     }
 
-    private static string ComputeThumbprint(JsonObject jwk)
-    {
-        string S(string name) => jwk[name]!.GetValue<string>();
-        var canonical = S("kty") == "RSA"
-            ? $$"""{"e":"{{S("e")}}","kty":"RSA","n":"{{S("n")}}"}"""
-            : $$"""{"crv":"{{S("crv")}}","kty":"EC","x":"{{S("x")}}","y":"{{S("y")}}"}""";
-        return Base64Url.EncodeToString(SHA256.HashData(Encoding.UTF8.GetBytes(canonical)));
-    }
+    private static string ComputeThumbprint(JsonObject jwk) => JwkThumbprint.Compute(name => jwk[name]?.GetValue<string>());
 }
 
 /// <summary>Knobs that bend a DPoP proof for negative tests. The default makes a valid proof.</summary>

@@ -43,6 +43,12 @@ internal static class AuthResponses
     public static PitProblem Unavailable() =>
         NoStore(PitProblem.Unavailable("The service cannot check DPoP proofs right now. Nothing was done; retry later."));
 
+    /// <summary>429: the client sent more new DPoP proofs than its share; other clients are unaffected.</summary>
+    public static PitProblem TooManyProofs(int retryAfterSeconds) =>
+        NoStore(PitProblem.Error(StatusCodes.Status429TooManyRequests, OperationOutcome.IssueType.Throttled,
+            "This client is sending more requests than its share. Nothing was done; retry after the indicated time."))
+            .WithHeader(HeaderNames.RetryAfter, retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
     private static PitProblem NoStore(PitProblem problem) => problem.WithHeader(HeaderNames.CacheControl, "no-store");
 
     private static string Quote(string value) => value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal);

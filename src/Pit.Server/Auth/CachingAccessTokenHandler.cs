@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
@@ -10,20 +9,19 @@ namespace Pit.Server.Auth;
 /// <summary>
 /// Validates access tokens with <see cref="JsonWebTokenHandler"/> and remembers successful results by the token's
 /// SHA-256 until its <c>exp</c>, so a client reusing its token pays signature verification once. The DPoP proof is
-/// still checked on every request. Bounded; when full, expired entries are dropped, and if still full the result is
-/// simply not cached.
+/// still checked on every request. Bounded by <see cref="PitAuthOptions.TokenCacheCapacity"/> (a
+/// <see cref="BoundedCache{TKey, TValue}"/>: when full, the older half is dropped whole, O(1)); an expired entry is a miss.
 /// </summary>
 internal sealed class CachingAccessTokenHandler : JsonWebTokenHandler
 {
     private readonly TimeProvider _time;
 
-    private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
-    private readonly int _capacity;
+    private readonly BoundedCache<string, Entry> _cache;
 
     public CachingAccessTokenHandler(IOptions<PitAuthOptions> options, TimeProvider time)
     {
         _time = time;
-        _capacity = Math.Max(16, options.Value.TokenCacheCapacity);
+        _cache = new BoundedCache<string, Entry>(Math.Max(2, options.Value.TokenCacheCapacity), StringComparer.Ordinal);
         MapInboundClaims = false;
 
         // HelseID tokens are 1-2 KB; the library's 250 KB default invites needless parsing work.
@@ -51,33 +49,20 @@ internal sealed class CachingAccessTokenHandler : JsonWebTokenHandler
                 };
             }
 
-            _cache.TryRemove(new KeyValuePair<string, Entry>(key, hit));
+            _cache.Remove(key);
         }
 
         var result = await base.ValidateTokenAsync(token, validationParameters);
         if (result.IsValid && result.SecurityToken is JsonWebToken jwt && result.ClaimsIdentity is not null)
         {
             var expires = new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero);
-            if (expires > now && (_cache.Count < _capacity || Sweep(now)))
+            if (expires > now)
             {
-                _cache[key] = new Entry(jwt, result.ClaimsIdentity.Clone(), expires);
+                _cache.Set(key, new Entry(jwt, result.ClaimsIdentity.Clone(), expires));
             }
         }
 
         return result;
-    }
-
-    private bool Sweep(DateTimeOffset now)
-    {
-        foreach (var (key, entry) in _cache)
-        {
-            if (entry.ExpiresAt <= now)
-            {
-                _cache.TryRemove(new KeyValuePair<string, Entry>(key, entry));
-            }
-        }
-
-        return _cache.Count < _capacity;
     }
 
     private sealed record Entry(JsonWebToken Token, System.Security.Claims.ClaimsIdentity Identity, DateTimeOffset ExpiresAt);

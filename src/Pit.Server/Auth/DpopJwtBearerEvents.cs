@@ -63,6 +63,13 @@ internal sealed partial class DpopJwtBearerEvents(
 
     public override async Task TokenValidated(TokenValidatedContext context)
     {
+        // HelseID's rule: the API is the token's only audience. A token also meant for another API is refused.
+        if (context.SecurityToken is JsonWebToken { Audiences: var audiences } && audiences.Take(2).Count() != 1)
+        {
+            context.Fail(new DpopAuthenticationException("invalid_token", "The access token must have exactly one audience"));
+            return;
+        }
+
         if (context.SecurityToken is not JsonWebToken token || ReadJkt(token) is not { } jkt)
         {
             context.Fail(new DpopAuthenticationException("invalid_token", "The access token is not DPoP-bound (cnf.jkt is missing)"));
@@ -75,7 +82,7 @@ internal sealed partial class DpopJwtBearerEvents(
         try
         {
             result = await validator.ValidateAsync(
-                new DpopProofRequest(request.Headers["DPoP"], request.Method, expectedHtu, token.EncodedToken, jkt, options.Value.DPoP.RequireNonce, ApiNoncePurpose),
+                new DpopProofRequest(request.Headers["DPoP"], request.Method, expectedHtu, token.EncodedToken, jkt, options.Value.DPoP.RequireNonce, ApiNoncePurpose, ClientOf(token)),
                 context.HttpContext.RequestAborted);
         }
         catch (ReplayCacheUnavailableException ex)
@@ -87,7 +94,9 @@ internal sealed partial class DpopJwtBearerEvents(
         if (!result.Succeeded)
         {
             LogProofRefused(logger, result.Error);
-            context.Fail(new DpopAuthenticationException(result.ErrorCode, result.Description!, result.Nonce));
+            context.Fail(result.Error == DpopError.OverShare
+                ? new DpopShareExceededException(result.RetryAfterSeconds)
+                : new DpopAuthenticationException(result.ErrorCode, result.Description!, result.Nonce));
         }
     }
 
@@ -103,6 +112,11 @@ internal sealed partial class DpopJwtBearerEvents(
         if (context.AuthenticateFailure is ReplayCacheUnavailableException)
         {
             return AuthResponses.Unavailable().ExecuteAsync(context.HttpContext);
+        }
+
+        if (context.AuthenticateFailure is DpopShareExceededException over)
+        {
+            return AuthResponses.TooManyProofs(over.RetryAfterSeconds).ExecuteAsync(context.HttpContext);
         }
 
         var (error, description, nonce) = context.AuthenticateFailure switch
@@ -121,6 +135,12 @@ internal sealed partial class DpopJwtBearerEvents(
         };
         return AuthResponses.Unauthorized(validator.AlgorithmList, error, description, nonce).ExecuteAsync(context.HttpContext);
     }
+
+    // The replay-share partition: the HelseID client acting for one organisation.
+    private static string? ClientOf(JsonWebToken token) =>
+        token.TryGetClaim(HelseIdClaims.ClientId, out var clientId)
+            ? clientId.Value + "|" + (token.TryGetClaim(HelseIdClaims.OrgnrParent, out var orgnr) ? orgnr.Value : "")
+            : null;
 
     private static string? ReadJkt(JsonWebToken token)
     {
@@ -150,4 +170,10 @@ internal sealed partial class DpopJwtBearerEvents(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Access token refused: {Reason}")]
     private static partial void LogTokenRefused(ILogger logger, string reason);
+}
+
+/// <summary>The client presented more new DPoP proofs than its share of the current bucket (answered 429).</summary>
+internal sealed class DpopShareExceededException(int retryAfterSeconds) : Exception("The client exceeded its share of DPoP proofs")
+{
+    public int RetryAfterSeconds { get; } = retryAfterSeconds;
 }

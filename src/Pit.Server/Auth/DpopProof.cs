@@ -10,6 +10,8 @@ namespace Pit.Server.Auth;
 /// <param name="ExpectedJkt">The token's <c>cnf.jkt</c>, when the proof key must match it.</param>
 /// <param name="RequireNonce">Whether a server nonce must be present.</param>
 /// <param name="NoncePurpose">Separates nonces of different endpoints (API, token endpoint).</param>
+/// <param name="Client">Whose share of the replay bookkeeping the proof takes (client id and organisation); the proof
+/// key's thumbprint when null.</param>
 internal readonly record struct DpopProofRequest(
     StringValues ProofHeader,
     string Method,
@@ -17,7 +19,8 @@ internal readonly record struct DpopProofRequest(
     string? AccessToken,
     string? ExpectedJkt,
     bool RequireNonce,
-    string NoncePurpose);
+    string NoncePurpose,
+    string? Client = null);
 
 /// <summary>Why a proof was refused.</summary>
 internal enum DpopError
@@ -40,11 +43,15 @@ internal enum DpopError
     KeyNotBoundToToken,
     Replayed,
     NonceRequired,
+    OverShare,
 }
 
 /// <summary>The outcome of a proof check: the proof key's thumbprint, or a precise error.</summary>
 internal readonly record struct DpopProofResult(DpopError Error, string? Description, string? Jkt, string? Nonce)
 {
+    /// <summary>For <see cref="DpopError.OverShare"/>: seconds until the client may try again.</summary>
+    public int RetryAfterSeconds { get; init; }
+
     public bool Succeeded => Error == DpopError.None;
 
     /// <summary>The OAuth error code for <c>WWW-Authenticate</c>.</summary>

@@ -1,5 +1,4 @@
 using System.Buffers.Text;
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -12,12 +11,20 @@ namespace Pit.Server.Auth;
 /// platform's JSON reader and RSA/ECDsa rather than a JWT library so every failure maps to one precise error and
 /// the per-request cost stays at one signature verification.
 /// </summary>
-internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpopReplayCache replayCache, DpopNonces nonces, TimeProvider time)
+internal sealed class DpopProofValidator(
+    IOptions<PitAuthOptions> options, IDpopReplayCache replayCache, DpopReplayShares shares, DpopNonces nonces, TimeProvider time)
 {
     private static readonly string[] PrivateMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
     private readonly DpopOptions _options = options.Value.DPoP;
     private readonly HashSet<string> _algorithms = new(options.Value.DPoP.Algorithms, StringComparer.Ordinal);
-    private readonly DpopKeyCache _keys = new();
+
+    // Imported proof public keys by thumbprint: importing costs more than verifying, and a client proves with the same
+    // key on every request. Evicted keys are not disposed (a concurrent request may still verify with one); the
+    // finalizer frees them.
+    private readonly BoundedCache<string, AsymmetricAlgorithm> _keys = new(Math.Max(2, options.Value.DPoP.ProofKeyCacheCapacity), StringComparer.Ordinal);
+
+    /// <summary>Imported proof keys held now (at most <see cref="DpopOptions.ProofKeyCacheCapacity"/>).</summary>
+    internal int CachedKeyCount => _keys.Count;
 
     /// <summary>The accepted algorithms, space-separated, for <c>algs</c> in challenges.</summary>
     public string AlgorithmList => string.Join(' ', _options.Algorithms);
@@ -35,13 +42,20 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
             return DpopProofResult.Fail(DpopError.NonceRequired, "A fresh server nonce is required in the DPoP proof", nonces.Create(request.NoncePurpose));
         }
 
-        var key = Base64Url.EncodeToString(SHA256.HashData(Encoding.UTF8.GetBytes(result.Jkt + "\n" + jti)));
-        var expires = DateTimeOffset.FromUnixTimeSeconds(iat).AddSeconds(_options.MaxAgeSeconds + 1);
-        if (!await replayCache.TryAddAsync(key, expires, cancellationToken))
+        var client = request.Client ?? result.Jkt!;
+        var (granted, retryAfter) = shares.Check(client, iat, time.GetUtcNow().ToUnixTimeSeconds());
+        if (!granted)
+        {
+            return DpopProofResult.Fail(DpopError.OverShare, "This client is sending more DPoP proofs than its share; retry later") with { RetryAfterSeconds = retryAfter };
+        }
+
+        var entry = new DpopReplayEntry(DpopReplayEntry.KeyOf(result.Jkt!, jti!), iat, iat + _options.MaxAgeSeconds + 1);
+        if (!await replayCache.TryAddAsync(entry, cancellationToken))
         {
             return DpopProofResult.Fail(DpopError.Replayed, "The DPoP proof has already been used");
         }
 
+        shares.Take(client, iat);
         return DpopProofResult.Valid(result.Jkt!);
     }
 
@@ -237,9 +251,7 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                 }
 
                 jkt = JwkThumbprint.Rsa(e, n);
-                var (key, owned) = _keys.GetOrImport(jkt, () => ImportRsa(n, e));
-                using var disposeIfOwned = owned ? key : null;
-                if (key is not RSA rsa)
+                if (GetOrImport(jkt, () => ImportRsa(n, e)) is not RSA rsa)
                 {
                     return badKey;
                 }
@@ -256,9 +268,7 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
                 }
 
                 jkt = JwkThumbprint.Ec(crv, x, y);
-                var (key, owned) = _keys.GetOrImport(jkt, () => ImportEc(crv, x, y));
-                using var disposeIfOwned = owned ? key : null;
-                if (key is not ECDsa ec)
+                if (GetOrImport(jkt, () => ImportEc(crv, x, y)) is not ECDsa ec)
                 {
                     return badKey;
                 }
@@ -274,9 +284,25 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
         }
     }
 
+    private AsymmetricAlgorithm? GetOrImport(string jkt, Func<AsymmetricAlgorithm?> import)
+    {
+        if (_keys.TryGetValue(jkt, out var key))
+        {
+            return key;
+        }
+
+        var imported = import();
+        if (imported is not null)
+        {
+            _keys.Set(jkt, imported);
+        }
+
+        return imported;
+    }
+
     private static RSA? ImportRsa(string n, string e)
     {
-        var rsa = RSA.Create(new RSAParameters { Modulus = Base64Url.DecodeFromChars(n), Exponent = Base64Url.DecodeFromChars(e) });
+        var rsa = RSA.Create(JwkParameters.Rsa(name => name switch { "n" => n, "e" => e, _ => null }));
         if (rsa.KeySize >= 2048)
         {
             return rsa;
@@ -288,53 +314,6 @@ internal sealed class DpopProofValidator(IOptions<PitAuthOptions> options, IDpop
 
     private static ECDsa ImportEc(string crv, string x, string y)
     {
-        var curve = crv switch { "P-256" => ECCurve.NamedCurves.nistP256, "P-384" => ECCurve.NamedCurves.nistP384, _ => ECCurve.NamedCurves.nistP521 };
-        return ECDsa.Create(new ECParameters { Curve = curve, Q = new ECPoint { X = Base64Url.DecodeFromChars(x), Y = Base64Url.DecodeFromChars(y) } });
+        return ECDsa.Create(JwkParameters.Ec(name => name switch { "crv" => crv, "x" => x, "y" => y, _ => null }));
     }
-}
-
-/// <summary>
-/// Imported proof public keys by RFC 7638 thumbprint: importing a key costs more than verifying with it, and a
-/// client proves with the same key on every request. Verification on a shared key object is what JWT libraries do
-/// with issuer keys too. Bounded: when full, keys are imported per request and handed to the caller to dispose.
-/// </summary>
-internal sealed class DpopKeyCache
-{
-    private const int Capacity = 10_000;
-    private readonly ConcurrentDictionary<string, AsymmetricAlgorithm> _keys = new(StringComparer.Ordinal);
-    private int _count;
-
-    /// <summary>The key for <paramref name="jkt"/>; <c>Owned</c> when the caller must dispose it (not cached).</summary>
-    public (AsymmetricAlgorithm? Key, bool Owned) GetOrImport(string jkt, Func<AsymmetricAlgorithm?> import)
-    {
-        if (_keys.TryGetValue(jkt, out var key))
-        {
-            return (key, false);
-        }
-
-        var imported = import();
-        if (imported is null || Volatile.Read(ref _count) >= Capacity)
-        {
-            return (imported, imported is not null);
-        }
-
-        if (_keys.TryAdd(jkt, imported))
-        {
-            Interlocked.Increment(ref _count);
-            return (imported, false);
-        }
-
-        imported.Dispose();
-        return (_keys[jkt], false);
-    }
-}
-
-/// <summary>RFC 7638 JWK SHA-256 thumbprints over the required members in lexicographic order.</summary>
-internal static class JwkThumbprint
-{
-    public static string Rsa(string e, string n) => Hash($$"""{"e":"{{e}}","kty":"RSA","n":"{{n}}"}""");
-
-    public static string Ec(string crv, string x, string y) => Hash($$"""{"crv":"{{crv}}","kty":"EC","x":"{{x}}","y":"{{y}}"}""");
-
-    private static string Hash(string canonical) => Base64Url.EncodeToString(SHA256.HashData(Encoding.UTF8.GetBytes(canonical)));
 }

@@ -1,78 +1,77 @@
-using System.Collections.Concurrent;
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Options;
 
 namespace Pit.Server.Auth;
 
 /// <summary>
 /// Remembers DPoP proofs seen within the <c>iat</c> window so a proof is accepted once. Shared across instances
-/// when backed by a shared store.
+/// when backed by a shared store. Fairness between clients is not its concern: <see cref="DpopReplayShares"/> sits in
+/// front of whichever cache is registered.
 /// </summary>
 public interface IDpopReplayCache
 {
     /// <summary>
-    /// Records <paramref name="key"/> (a hash of jkt and jti) until <paramref name="expiresAt"/>. Returns false when
-    /// the key is already recorded, or when the cache is full of live entries (it fails closed). Throws
-    /// <see cref="ReplayCacheUnavailableException"/> when its store cannot be reached: the request is then refused with
-    /// 503 (the client is not at fault and may retry), never accepted unrecorded.
+    /// Records <paramref name="entry"/>. Returns false only when the same key was already recorded within the window
+    /// (a replay). Throws <see cref="ReplayCacheUnavailableException"/> when its store cannot be reached or it cannot
+    /// record: the request is then refused with 503 (the client is not at fault and may retry), never accepted
+    /// unrecorded.
     /// </summary>
-    ValueTask<bool> TryAddAsync(string key, DateTimeOffset expiresAt, CancellationToken cancellationToken);
+    ValueTask<bool> TryAddAsync(DpopReplayEntry entry, CancellationToken cancellationToken);
+}
+
+/// <summary>One proof as the replay cache sees it.</summary>
+/// <param name="Key">A 16-byte hash of the proof key's thumbprint and the proof's <c>jti</c>.</param>
+/// <param name="IssuedAt">The proof's <c>iat</c>, unix seconds.</param>
+/// <param name="ExpiresAt">When the proof leaves the accepted window, unix seconds.</param>
+public readonly record struct DpopReplayEntry(UInt128 Key, long IssuedAt, long ExpiresAt)
+{
+    /// <summary>The key of proof <paramref name="jti"/> made with the key whose thumbprint is <paramref name="jkt"/>.</summary>
+    public static UInt128 KeyOf(string jkt, string jti)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(jkt + "\n" + jti), hash);
+        return new UInt128(BinaryPrimitives.ReadUInt64BigEndian(hash), BinaryPrimitives.ReadUInt64BigEndian(hash[8..]));
+    }
 }
 
 /// <summary>The replay cache's store cannot be reached, so no proof can be accepted right now.</summary>
-public sealed class ReplayCacheUnavailableException(string message, Exception inner) : Exception(message, inner);
+public sealed class ReplayCacheUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 
-/// <summary>Per-process replay cache bounded by <see cref="DpopOptions.ReplayCacheCapacity"/>.</summary>
-internal sealed partial class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options, TimeProvider time, ILogger<InMemoryDpopReplayCache> logger)
-    : IDpopReplayCache
+/// <summary>
+/// Per-process replay cache: 16-byte keys in sets per 5-second bucket of <c>iat</c>, each bucket dropped whole once
+/// it is older than the window (O(1) expiry, no sweep). Bound: (window / 5 s + 2) buckets of
+/// <see cref="DpopOptions.ReplayCacheProofsPerSecond"/> × 5 keys each; with the defaults (66-s window, 20 000 proofs/s)
+/// 16 × 100 000 = 1.6 million keys, about 30–60 bytes each (docs/PERFORMANCE.md has the measured figure), so at most
+/// roughly 100 MB, reached only at a sustained 20 000 proofs/s. <see cref="DpopReplayShares"/> in front refuses a
+/// bucket's excess with 429 before it reaches this cache; each bucket has <see cref="Headroom"/> keys more than that for
+/// requests checked at the same instant, so a full bucket here is a defect and fails closed (503).
+/// </summary>
+internal sealed class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options) : IDpopReplayCache
 {
-    private readonly ConcurrentDictionary<string, long> _entries = new(StringComparer.Ordinal);
-    private readonly int _capacity = Math.Max(16, options.Value.DPoP.ReplayCacheCapacity);
-    private readonly Lock _sweepLock = new();
+    /// <summary>Width of one <c>iat</c> bucket, seconds.</summary>
+    public const int BucketSeconds = 5;
 
-    // ConcurrentDictionary.Count takes every bucket lock; an approximate counter keeps the hot path lock-free.
-    private int _count;
+    /// <summary>Keys per bucket beyond the shares' total, for requests in flight at once.</summary>
+    public const int Headroom = 4096;
 
-    internal int Count => _entries.Count;
+    private readonly TimeBucketedSet _set = new(BucketSeconds, WindowSeconds(options.Value.DPoP), BucketCapacity(options.Value.DPoP) + Headroom);
 
-    public ValueTask<bool> TryAddAsync(string key, DateTimeOffset expiresAt, CancellationToken cancellationToken)
-    {
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        if (Volatile.Read(ref _count) >= _capacity)
+    /// <summary>Most keys held at any time.</summary>
+    public long MaxEntries => _set.MaxEntries;
+
+    /// <summary>The span of accepted <c>iat</c> values, seconds.</summary>
+    public static int WindowSeconds(DpopOptions dpop) => dpop.MaxAgeSeconds + dpop.MaxFutureSeconds + 1;
+
+    /// <summary>Most proofs one bucket holds: the configured rate over one bucket.</summary>
+    public static int BucketCapacity(DpopOptions dpop) => checked(dpop.ReplayCacheProofsPerSecond * BucketSeconds);
+
+    public ValueTask<bool> TryAddAsync(DpopReplayEntry entry, CancellationToken cancellationToken) =>
+        _set.TryAdd(entry.Key, entry.IssuedAt) switch
         {
-            Sweep(now);
-            if (Volatile.Read(ref _count) >= _capacity)
-            {
-                LogFull(logger, _capacity);
-                return ValueTask.FromResult(false);
-            }
-        }
-
-        var expiry = expiresAt.ToUnixTimeMilliseconds();
-        if (_entries.TryAdd(key, expiry))
-        {
-            Interlocked.Increment(ref _count);
-            return ValueTask.FromResult(true);
-        }
-
-        // An entry that outlived its window no longer counts as a replay.
-        var added = _entries.TryGetValue(key, out var existing) && existing < now && _entries.TryUpdate(key, expiry, existing);
-        return ValueTask.FromResult(added);
-    }
-
-    private void Sweep(long now)
-    {
-        lock (_sweepLock)
-        {
-            foreach (var (key, expiry) in _entries)
-            {
-                if (expiry < now && _entries.TryRemove(new KeyValuePair<string, long>(key, expiry)))
-                {
-                    Interlocked.Decrement(ref _count);
-                }
-            }
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "DPoP replay cache is full ({Capacity} live entries); refusing proofs until entries expire")]
-    private static partial void LogFull(ILogger logger, int capacity);
+            TimeBucketedSetResult.Added => ValueTask.FromResult(true),
+            TimeBucketedSetResult.Full => throw new ReplayCacheUnavailableException("The in-memory DPoP replay cache bucket is full."),
+            _ => ValueTask.FromResult(false),
+        };
 }

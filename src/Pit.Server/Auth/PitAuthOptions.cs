@@ -3,10 +3,6 @@ namespace Pit.Server.Auth;
 /// <summary>Options of section <c>Pit:Auth</c>: the HelseID access token.</summary>
 public sealed class PitAuthOptions
 {
-    /// <summary>All asymmetric JWS algorithms HelseID advertises.</summary>
-    public static readonly string[] AsymmetricAlgorithms =
-        ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
-
     /// <summary>
     /// HelseID issuer, exact, no trailing slash: <c>https://helseid-sts.test.nhn.no</c> (test) or
     /// <c>https://helseid-sts.nhn.no</c> (production). Discovery at <c>{Authority}/.well-known/openid-configuration</c>.
@@ -14,7 +10,7 @@ public sealed class PitAuthOptions
     /// </summary>
     public string? Authority { get; set; }
 
-    /// <summary>Expected <c>aud</c>. Default <c>nhn:pit</c>.</summary>
+    /// <summary>Expected <c>aud</c>: a token must carry exactly this one audience. Default <c>nhn:pit</c>.</summary>
     public string Audience { get; set; } = "nhn:pit";
 
     /// <summary>Refuse a non-HTTPS authority. Default true; false is accepted only for a loopback authority.</summary>
@@ -40,7 +36,7 @@ public sealed class PitAuthOptions
 public sealed class DpopOptions
 {
     /// <summary>Proof algorithms accepted and advertised in <c>algs</c>. Default: RS, PS and ES 256/384/512.</summary>
-    public string[] Algorithms { get; set; } = [.. PitAuthOptions.AsymmetricAlgorithms];
+    public string[] Algorithms { get; set; } = [.. DpopAlgorithms.All];
 
     /// <summary>Oldest accepted <c>iat</c>, seconds before now. Default 60.</summary>
     public int MaxAgeSeconds { get; set; } = 60;
@@ -63,6 +59,18 @@ public sealed class DpopOptions
     /// <summary>Length of a nonce time bucket, seconds; a nonce is accepted in its bucket and the next. Default 300.</summary>
     public int NonceBucketSeconds { get; set; } = 300;
 
-    /// <summary>Upper bound on remembered (jkt, jti) pairs in the in-memory replay cache. Default 100 000.</summary>
-    public int ReplayCacheCapacity { get; set; } = 100_000;
+    /// <summary>
+    /// Proofs per second, sustained over the whole <c>iat</c> window, that one instance's replay bookkeeping is sized
+    /// for. Default 20 000. The in-memory replay cache holds at most this times (window + 2 buckets) entries.
+    /// </summary>
+    public int ReplayCacheProofsPerSecond { get; set; } = 20_000;
+
+    /// <summary>
+    /// The share of <see cref="ReplayCacheProofsPerSecond"/> one client (<c>client_id</c> + <c>orgnr_parent</c>) may
+    /// take; beyond it the client is answered 429 until the current 5-second bucket ends. Default 0.25.
+    /// </summary>
+    public double ReplayClientShare { get; set; } = 0.25;
+
+    /// <summary>Upper bound on imported proof public keys kept by thumbprint. Default 10 000.</summary>
+    public int ProofKeyCacheCapacity { get; set; } = 10_000;
 }

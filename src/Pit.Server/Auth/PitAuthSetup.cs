@@ -1,4 +1,3 @@
-using System.Net;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -25,21 +24,11 @@ internal static class PitAuthSetup
 
     public static IServiceCollection AddPitAuth(this IServiceCollection services, IConfiguration configuration, IHostEnvironment environment)
     {
-        services.AddOptions<AccessOptions>().Bind(configuration.GetSection("Pit:Access"));
-        services.AddOptions<PitAuthOptions>()
-            .Bind(configuration.GetSection("Pit:Auth"))
-            .Validate(
-                auth => configuration.GetValue<bool>(StandInSection + ":Enabled") || !string.IsNullOrWhiteSpace(auth.Authority),
-                "Pit:Auth:Authority is required: the HelseID issuer, e.g. https://helseid-sts.test.nhn.no (test) or https://helseid-sts.nhn.no (production).")
-            .Validate(
-                auth => string.IsNullOrWhiteSpace(auth.Authority) || Uri.TryCreate(auth.Authority, UriKind.Absolute, out _),
-                "Pit:Auth:Authority must be an absolute URL.")
-            .Validate(
-                auth => auth.RequireHttpsMetadata || string.IsNullOrWhiteSpace(auth.Authority) || IsLoopback(auth.Authority),
-                "Pit:Auth:RequireHttpsMetadata=false is only allowed for a loopback authority (local development).")
-            .Validate(auth => auth.Algorithms.Length > 0 && auth.DPoP.Algorithms.Length > 0 && auth.DPoP.Algorithms.All(PitAuthOptions.AsymmetricAlgorithms.Contains),
-                "Pit:Auth:Algorithms and Pit:Auth:DPoP:Algorithms must be non-empty; DPoP accepts only RS, PS and ES algorithms.")
-            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AccessOptions>, AccessOptionsValidator>();
+        services.AddOptions<AccessOptions>().Bind(configuration.GetSection("Pit:Access")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<PitAuthOptions>>(new PitAuthOptionsValidator(configuration.GetValue<bool>(StandInSection + ":Enabled")));
+        services.AddOptions<PitAuthOptions>().Bind(configuration.GetSection("Pit:Auth")).ValidateOnStart();
+        services.AddPitTrustedProxies(environment);
 
         var standInSection = configuration.GetSection(StandInSection);
         services.AddOptions<StandInOptions>().Bind(standInSection)
@@ -53,13 +42,14 @@ internal static class PitAuthSetup
             });
         if (standInSection.GetValue<bool>("Enabled"))
         {
-            EnsureNotProduction(environment);
+            EnsureStandInAllowed(environment, standInSection.Get<StandInOptions>() ?? new StandInOptions());
             services.AddHelseIdStandIn(standInSection);
             services.TryAddSingleton<ITokenEndpointDpopValidator, StandInTokenEndpointDpopValidator>();
         }
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IDpopReplayCache, InMemoryDpopReplayCache>();
+        services.TryAddSingleton<DpopReplayShares>();
         services.TryAddSingleton<DpopNonces>();
         services.TryAddSingleton<DpopProofValidator>();
         services.TryAddSingleton<CachingAccessTokenHandler>();
@@ -83,7 +73,7 @@ internal static class PitAuthSetup
         app.UseAuthorization();
         if (standIn.Enabled)
         {
-            EnsureNotProduction(app.Environment);
+            EnsureStandInAllowed(app.Environment, standIn);
             app.MapHelseIdStandIn();
         }
 
@@ -126,18 +116,17 @@ internal static class PitAuthSetup
         };
     }
 
-    private static void EnsureNotProduction(IHostEnvironment environment)
+    // An allow-list: Development, or an environment the stand-in's own setting names (never Production).
+    private static void EnsureStandInAllowed(IHostEnvironment environment, StandInOptions standIn)
     {
-        if (environment.IsProduction())
+        var allowed = environment.IsDevelopment()
+            || (!environment.IsProduction() && standIn.AllowedEnvironments.Any(e => environment.IsEnvironment(e)));
+        if (!allowed)
         {
             throw new InvalidOperationException(
-                "Pit:Auth:StandIn:Enabled is true but the environment is Production. The local HelseID stand-in issues tokens to " +
-                "anyone holding a development key and must never run in production: remove Pit:Auth:StandIn:Enabled, or run with " +
-                "ASPNETCORE_ENVIRONMENT=Development.");
+                $"Pit:Auth:StandIn:Enabled is true but the environment is {environment.EnvironmentName}. The local HelseID stand-in issues " +
+                "tokens to anyone holding a development key, so it starts only in Development or in an environment named in " +
+                "Pit:Auth:StandIn:AllowedEnvironments (never Production): remove Pit:Auth:StandIn:Enabled, or name this environment there.");
         }
     }
-
-    private static bool IsLoopback(string authority) =>
-        Uri.TryCreate(authority, UriKind.Absolute, out var uri)
-        && (uri.IsLoopback || (IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip)));
 }

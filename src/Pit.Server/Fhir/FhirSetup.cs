@@ -1,7 +1,4 @@
-using System.Net;
 using Hl7.Fhir.Model;
-using Microsoft.AspNetCore.HttpOverrides;
-using Microsoft.Extensions.Options;
 
 namespace Pit.Server.Fhir;
 
@@ -17,14 +14,7 @@ internal static class FhirSetup
         services.AddSingleton<PublicBaseUrl>();
         services.AddSingleton<CapabilityStatementSource>();
         services.AddPitFhirErrors();
-        services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<PitOptions>>((forwarded, pit) =>
-        {
-            forwarded.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost;
-            foreach (var proxy in pit.Value.KnownProxies)
-            {
-                forwarded.KnownProxies.Add(IPAddress.Parse(proxy));
-            }
-        });
+        // Which proxies may set the public URL: Auth/TrustedProxies.cs.
         return services;
     }
 

@@ -24,6 +24,9 @@ public sealed class PitOptions
     /// <summary>External origin used in links, e.g. <c>https://api.pit.test.nhn.no</c>. Optional.</summary>
     public string? PublicBaseUrl { get; set; }
 
-    /// <summary>Proxies whose <c>X-Forwarded-*</c> headers are trusted (IP addresses).</summary>
+    /// <summary>Proxies whose <c>X-Forwarded-*</c> headers are trusted (IP addresses). None by default, not even loopback.</summary>
     public string[] KnownProxies { get; set; } = [];
+
+    /// <summary>Networks (CIDR, e.g. <c>10.0.0.0/8</c>) whose proxies' <c>X-Forwarded-*</c> headers are trusted. None by default.</summary>
+    public string[] KnownNetworks { get; set; } = [];
 }

@@ -1,10 +1,9 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
 
 namespace Pit.Server.Tests.Auth;
 
-/// <summary>The small pure pieces: organisation numbers, htu normalisation, nonces, the replay cache.</summary>
+/// <summary>The small pure pieces: organisation numbers, htu normalisation, nonces.</summary>
 public sealed class AuthUnitTests
 {
     [Theory]
@@ -58,26 +57,6 @@ public sealed class AuthUnitTests
         Assert.True(nonces.IsValid(nonce, "api"));
         time.Now = time.Now.AddSeconds(300);
         Assert.False(nonces.IsValid(nonce, "api"));
-    }
-
-    [Fact]
-    public async Task Replay_cache_is_bounded_and_forgets_expired_entries()
-    {
-        var time = new ManualTime(DateTimeOffset.UnixEpoch.AddDays(20000));
-        var cache = new InMemoryDpopReplayCache(
-            Options.Create(new PitAuthOptions { DPoP = new DpopOptions { ReplayCacheCapacity = 16 } }), time, NullLogger<InMemoryDpopReplayCache>.Instance);
-        var expires = time.Now.AddSeconds(61);
-        for (var i = 0; i < 16; i++)
-        {
-            Assert.True(await cache.TryAddAsync("k" + i, expires, default));
-        }
-
-        Assert.False(await cache.TryAddAsync("k0", expires, default));
-        Assert.False(await cache.TryAddAsync("k16", expires, default)); // full of live entries: fails closed
-        time.Now = time.Now.AddSeconds(62);
-        Assert.True(await cache.TryAddAsync("k16", time.Now.AddSeconds(61), default));
-        Assert.True(cache.Count <= 16);
-        Assert.True(await cache.TryAddAsync("k0", time.Now.AddSeconds(61), default));
     }
 
     private sealed class ManualTime(DateTimeOffset now) : TimeProvider

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using Pit.Server.Auth;
 using Pit.Server.Storage.Postgres;
@@ -19,18 +20,17 @@ public sealed class PostgresDpopReplayCacheTests(PostgresServer server) : IClass
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         await db.OpenStoreAsync();
-        var time = new ManualTimeProvider(Start);
+        var time = new FakeTimeProvider(Start);
         await using var sourceA = PostgresPitStore.CreateDataSource(db.ConnectionString);
         await using var sourceB = PostgresPitStore.CreateDataSource(db.ConnectionString);
-        var a = Cache(sourceA, time);
-        var b = Cache(sourceB, time);
-        var expires = Start.AddMinutes(5);
+        await using var a = Cache(sourceA, time);
+        await using var b = Cache(sourceB, time);
 
-        Assert.True(await a.TryAddAsync("proof-1", expires, None));
-        Assert.False(await b.TryAddAsync("proof-1", expires, None));
-        Assert.False(await a.TryAddAsync("proof-1", expires, None));
-        Assert.True(await b.TryAddAsync("proof-2", expires, None));
-        Assert.False(await a.TryAddAsync("proof-2", expires, None));
+        Assert.True(await a.TryAddAsync(Entry(1), None));
+        Assert.False(await b.TryAddAsync(Entry(1), None));
+        Assert.False(await a.TryAddAsync(Entry(1), None));
+        Assert.True(await b.TryAddAsync(Entry(2), None));
+        Assert.False(await a.TryAddAsync(Entry(2), None));
     }
 
     [Fact]
@@ -39,19 +39,23 @@ public sealed class PostgresDpopReplayCacheTests(PostgresServer server) : IClass
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         await db.OpenStoreAsync();
         var sources = Enumerable.Range(0, 3).Select(_ => PostgresPitStore.CreateDataSource(db.ConnectionString)).ToList();
+        var caches = sources.Select(s => Cache(s, new FakeTimeProvider(Start))).ToList();
         try
         {
-            var caches = sources.Select(s => Cache(s, TimeProvider.System)).ToList();
-            var expires = DateTimeOffset.UtcNow.AddMinutes(5);
             for (var round = 0; round < 5; round++)
             {
-                var key = $"proof-{round}";
-                var results = await Task.WhenAll(Enumerable.Range(0, 12).Select(n => Task.Run(async () => await caches[n % caches.Count].TryAddAsync(key, expires, None))));
+                var entry = Entry((ulong)round);
+                var results = await Task.WhenAll(Enumerable.Range(0, 12).Select(n => Task.Run(async () => await caches[n % caches.Count].TryAddAsync(entry, None))));
                 Assert.Single(results, r => r);
             }
         }
         finally
         {
+            foreach (var cache in caches)
+            {
+                await cache.DisposeAsync();
+            }
+
             foreach (var source in sources)
             {
                 await source.DisposeAsync();
@@ -60,26 +64,68 @@ public sealed class PostgresDpopReplayCacheTests(PostgresServer server) : IClass
     }
 
     [Fact]
-    public async Task An_expired_entry_no_longer_counts_and_is_swept()
+    public async Task Concurrent_requests_are_inserted_in_batches_and_each_learns_whether_its_own_proof_was_new()
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         await db.OpenStoreAsync();
-        var time = new ManualTimeProvider(Start);
         await using var source = PostgresPitStore.CreateDataSource(db.ConnectionString);
-        var cache = Cache(source, time);
-        Assert.True(await cache.TryAddAsync("short", Start.AddMinutes(1), None));
-        Assert.True(await cache.TryAddAsync("long", Start.AddMinutes(10), None));
+        await using var cache = Cache(source, new FakeTimeProvider(Start));
+
+        // 1 500 proofs, every third one sent twice at the same moment: exactly one of each pair may win.
+        var requests = Enumerable.Range(0, 1_500).SelectMany(i => i % 3 == 0 ? new[] { i, i } : [i]).ToList();
+        var results = await Task.WhenAll(requests.Select(i => Task.Run(async () => (Key: i, New: await cache.TryAddAsync(Entry((ulong)i), None)))));
+
+        foreach (var group in results.GroupBy(r => r.Key))
+        {
+            Assert.Single(group, r => r.New);
+        }
+
+        await using var count = source.CreateCommand("SELECT count(*) FROM dpop_replay_keys;");
+        Assert.Equal(1_500L, (long)(await count.ExecuteScalarAsync())!);
+    }
+
+    [Fact]
+    public async Task The_replay_table_is_unlogged_and_keys_are_16_bytes()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await db.OpenStoreAsync();
+        await using var source = PostgresPitStore.CreateDataSource(db.ConnectionString);
+        await using var command = source.CreateCommand("""
+            SELECT c.relpersistence::text, format_type(a.atttypid, a.atttypmod)
+            FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'key'
+            WHERE c.relname = 'dpop_replay_keys';
+            """);
+        await using var reader = await command.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal("u", reader.GetString(0));
+        Assert.Equal("uuid", reader.GetString(1));
+    }
+
+    [Fact]
+    public async Task An_expired_entry_no_longer_counts_and_expired_entries_are_deleted_in_batches()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await db.OpenStoreAsync();
+        var time = new FakeTimeProvider(Start);
+        await using var source = PostgresPitStore.CreateDataSource(db.ConnectionString);
+        await using var cache = Cache(source, time);
+        for (var i = 0u; i < 5; i++)
+        {
+            Assert.True(await cache.TryAddAsync(Entry(i, expiresIn: 60), None));
+        }
+
+        Assert.True(await cache.TryAddAsync(Entry(100, expiresIn: 600), None));
 
         time.Advance(TimeSpan.FromMinutes(2));
-        Assert.True(await cache.TryAddAsync("short", time.GetUtcNow().AddMinutes(1), None));
-        Assert.False(await cache.TryAddAsync("short", time.GetUtcNow().AddMinutes(1), None));
-        Assert.False(await cache.TryAddAsync("long", time.GetUtcNow().AddMinutes(1), None));
+        Assert.True(await cache.TryAddAsync(Entry(0, expiresIn: 120 + 60), None));
+        Assert.False(await cache.TryAddAsync(Entry(0, expiresIn: 120 + 60), None));
+        Assert.False(await cache.TryAddAsync(Entry(100, expiresIn: 120 + 60), None));
 
-        time.Advance(TimeSpan.FromMinutes(5));
-        Assert.Equal(1, await cache.RemoveExpiredAsync(100, None));
-        Assert.Equal(0, await cache.RemoveExpiredAsync(100, None));
-        await using var count = source.CreateCommand("SELECT array_agg(key) FROM dpop_replay;");
-        Assert.Equal(["long"], (string[])(await count.ExecuteScalarAsync())!);
+        Assert.Equal(2, await cache.RemoveExpiredAsync(2, None));
+        Assert.Equal(2, await cache.RemoveExpiredAsync(2, None));
+        Assert.Equal(0, await cache.RemoveExpiredAsync(2, None));
+        await using var count = source.CreateCommand("SELECT count(*) FROM dpop_replay_keys;");
+        Assert.Equal(2L, (long)(await count.ExecuteScalarAsync())!);
     }
 
     [Fact]
@@ -93,16 +139,15 @@ public sealed class PostgresDpopReplayCacheTests(PostgresServer server) : IClass
             await using var db = await PostgresTestDatabase.CreateAsync(own);
             await db.OpenStoreAsync();
             await using var source = PostgresPitStore.CreateDataSource(db.ConnectionString);
-            var cache = Cache(source, TimeProvider.System);
-            var expires = DateTimeOffset.UtcNow.AddMinutes(5);
-            Assert.True(await cache.TryAddAsync("before", expires, None));
+            await using var cache = Cache(source, new FakeTimeProvider(Start));
+            Assert.True(await cache.TryAddAsync(Entry(1), None));
 
             await own.StopAsync();
-            await Assert.ThrowsAsync<ReplayCacheUnavailableException>(async () => await cache.TryAddAsync("during", expires, None));
+            await Assert.ThrowsAsync<ReplayCacheUnavailableException>(async () => await cache.TryAddAsync(Entry(2), None));
             await own.StartAsync();
 
-            Assert.True(await cache.TryAddAsync("after", expires, None));
-            Assert.False(await cache.TryAddAsync("before", expires, None));
+            Assert.True(await cache.TryAddAsync(Entry(3), None));
+            Assert.False(await cache.TryAddAsync(Entry(1), None));
         }
         finally
         {
@@ -131,4 +176,7 @@ public sealed class PostgresDpopReplayCacheTests(PostgresServer server) : IClass
 
     private static PostgresDpopReplayCache Cache(NpgsqlDataSource source, TimeProvider time) =>
         new(source, time, NullLogger<PostgresDpopReplayCache>.Instance);
+
+    private static DpopReplayEntry Entry(ulong key, long expiresIn = 300) =>
+        new(new UInt128(0xDB0B, key), Start.ToUnixTimeSeconds(), Start.ToUnixTimeSeconds() + expiresIn);
 }

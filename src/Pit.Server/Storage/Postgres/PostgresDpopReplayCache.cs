@@ -1,84 +1,180 @@
+using System.Buffers.Binary;
+using System.Threading.Channels;
 using Npgsql;
 using Pit.Server.Auth;
 
 namespace Pit.Server.Storage.Postgres;
 
 /// <summary>
-/// The DPoP replay cache shared by every instance over one PostgreSQL database: one row per proof (the validator's
-/// hash of jkt and jti) with its expiry. Exactly one insert wins a key, so a proof accepted by one instance is
-/// refused by every other. A row past its expiry counts as free; <see cref="PostgresDpopReplayCleanup"/> sweeps them.
+/// The DPoP replay cache shared by every instance over one PostgreSQL database. Requests hand their proof's key to
+/// one writer loop, which inserts whatever has queued up (up to <see cref="MaxBatch"/>) with one statement,
+/// <c>INSERT ... SELECT FROM unnest(...) ON CONFLICT ... RETURNING key</c>: one round trip serves many proofs, and each
+/// request learns from the returned keys whether its own proof was new. Exactly one insert wins a key, so a proof
+/// accepted by one instance is refused by every other.
 /// <para>
-/// Each insert commits with <c>synchronous_commit = off</c>: the row is visible to every instance at once, but the
-/// request does not wait for a disk flush. A database crash can forget the last fraction of a second of proofs,
-/// which could then be replayed only until they expire (the <c>iat</c> window); that is the price of keeping an
-/// fsync off every authenticated request.
+/// The table is UNLOGGED: it writes no WAL, so no request waits for a flush, and a database crash empties it. That
+/// forgets at most one <c>iat</c> window of proofs, which could then be replayed only until they leave the window.
+/// A row past its expiry counts as free; <see cref="PostgresDpopReplayCleanup"/> deletes them in batches.
 /// </para>
+/// Bound: at most <see cref="QueueCapacity"/> proofs wait for the writer; further requests wait for room.
 /// </summary>
-internal sealed partial class PostgresDpopReplayCache(NpgsqlDataSource dataSource, TimeProvider time, ILogger<PostgresDpopReplayCache> logger)
-    : IDpopReplayCache
+internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsyncDisposable
 {
-    public async ValueTask<bool> TryAddAsync(string key, DateTimeOffset expiresAt, CancellationToken cancellationToken)
+    /// <summary>Most proofs one statement inserts.</summary>
+    public const int MaxBatch = 512;
+
+    /// <summary>Most proofs waiting for the writer.</summary>
+    public const int QueueCapacity = 8192;
+
+    private const string InsertSql = """
+        INSERT INTO dpop_replay_keys (key, expires_at)
+        SELECT * FROM unnest($1::uuid[], $2::bigint[])
+        ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_replay_keys.expires_at < $3
+        RETURNING key;
+        """;
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly TimeProvider _time;
+    private readonly ILogger<PostgresDpopReplayCache> _logger;
+    private readonly Channel<Pending> _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(QueueCapacity)
     {
-        try
-        {
-            try
-            {
-                return await TryAddOnceAsync(key, expiresAt, cancellationToken);
-            }
-            catch (NpgsqlException ex) when (ex.IsTransient && !cancellationToken.IsCancellationRequested)
-            {
-                // Most often a pooled connection the server dropped (restart, failover): once more on a fresh one.
-                // Should the lost attempt have committed, the retry finds its row and refuses: failing closed.
-                dataSource.Clear();
-                return await TryAddOnceAsync(key, expiresAt, cancellationToken);
-            }
-        }
-        catch (NpgsqlException ex) when (!cancellationToken.IsCancellationRequested)
-        {
-            // Fail closed: a proof that cannot be recorded is not accepted (the request is answered 503).
-            LogUnavailable(logger, ex);
-            throw new ReplayCacheUnavailableException("The DPoP replay cache cannot be reached.", ex);
-        }
+        SingleReader = true,
+        FullMode = BoundedChannelFullMode.Wait,
+    });
+
+    private readonly Task _writer;
+
+    public PostgresDpopReplayCache(NpgsqlDataSource dataSource, TimeProvider time, ILogger<PostgresDpopReplayCache> logger)
+    {
+        _dataSource = dataSource;
+        _time = time;
+        _logger = logger;
+        _writer = Task.Run(WriteLoopAsync);
     }
 
-    private async Task<bool> TryAddOnceAsync(string key, DateTimeOffset expiresAt, CancellationToken cancellationToken)
+    public async ValueTask<bool> TryAddAsync(DpopReplayEntry entry, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var tx = await connection.BeginTransactionAsync(cancellationToken);
-        var insert = new NpgsqlBatchCommand("""
-            INSERT INTO dpop_replay (key, expires_at) VALUES ($1, $2)
-            ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_replay.expires_at < $3;
-            """);
-        insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
-        insert.Parameters.Add(new NpgsqlParameter<long> { TypedValue = expiresAt.ToUnixTimeMilliseconds() });
-        insert.Parameters.Add(new NpgsqlParameter<long> { TypedValue = time.GetUtcNow().ToUnixTimeMilliseconds() });
-        await using (var batch = new NpgsqlBatch(connection, tx) { BatchCommands = { new("SET LOCAL synchronous_commit = off;"), insert } })
+        var pending = new Pending(ToGuid(entry.Key), entry.ExpiresAt);
+        try
         {
-            await batch.ExecuteNonQueryAsync(cancellationToken);
+            await _queue.Writer.WriteAsync(pending, cancellationToken);
+        }
+        catch (ChannelClosedException ex)
+        {
+            throw new ReplayCacheUnavailableException("The DPoP replay cache is shutting down.", ex);
         }
 
-        await tx.CommitAsync(cancellationToken);
-        return insert.RecordsAffected == 1;
+        return await pending.Completion.Task.WaitAsync(cancellationToken);
     }
 
     /// <summary>Deletes up to <paramref name="limit"/> expired entries and returns how many it deleted.</summary>
     public async Task<int> RemoveExpiredAsync(int limit, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand("""
-            DELETE FROM dpop_replay WHERE key IN (SELECT key FROM dpop_replay WHERE expires_at < $1 LIMIT $2);
+        await using var command = _dataSource.CreateCommand("""
+            DELETE FROM dpop_replay_keys WHERE key IN (SELECT key FROM dpop_replay_keys WHERE expires_at < $1 LIMIT $2);
             """);
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = time.GetUtcNow().ToUnixTimeMilliseconds() });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = _time.GetUtcNow().ToUnixTimeSeconds() });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
         return await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The DPoP replay cache in PostgreSQL cannot be reached; refusing the proof")]
-    private static partial void LogUnavailable(ILogger logger, Exception exception);
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _writer;
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var batch = new Dictionary<Guid, Pending>(MaxBatch);
+        while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
+        {
+            while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var item))
+            {
+                // The same proof twice in one batch: the second is a replay of the first.
+                if (!batch.TryAdd(item.Key, item))
+                {
+                    item.Completion.TrySetResult(false);
+                }
+            }
+
+            try
+            {
+                var inserted = await InsertWithRetryAsync(batch.Values);
+                foreach (var (key, item) in batch)
+                {
+                    item.Completion.TrySetResult(inserted.Contains(key));
+                }
+            }
+            catch (Exception ex)
+            {
+                // Fail closed: a proof that cannot be recorded is not accepted (the request is answered 503).
+                LogUnavailable(_logger, ex, batch.Count);
+                var failure = new ReplayCacheUnavailableException("The DPoP replay cache cannot be reached.", ex);
+                foreach (var item in batch.Values)
+                {
+                    item.Completion.TrySetException(failure);
+                }
+            }
+
+            batch.Clear();
+        }
+    }
+
+    private async Task<HashSet<Guid>> InsertWithRetryAsync(ICollection<Pending> items)
+    {
+        try
+        {
+            return await InsertAsync(items);
+        }
+        catch (NpgsqlException ex) when (ex.IsTransient)
+        {
+            // Most often a pooled connection the server dropped (restart, failover): once more on a fresh one.
+            // Should the lost attempt have landed, the retry finds its rows and refuses them: failing closed.
+            _dataSource.Clear();
+            return await InsertAsync(items);
+        }
+    }
+
+    private async Task<HashSet<Guid>> InsertAsync(ICollection<Pending> items)
+    {
+        await using var command = _dataSource.CreateCommand(InsertSql);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]> { TypedValue = [.. items.Select(i => i.Key)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. items.Select(i => i.ExpiresAt)] });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = _time.GetUtcNow().ToUnixTimeSeconds() });
+        var inserted = new HashSet<Guid>(items.Count);
+        await using var reader = await command.ExecuteReaderAsync(CancellationToken.None);
+        while (await reader.ReadAsync(CancellationToken.None))
+        {
+            inserted.Add(reader.GetGuid(0));
+        }
+
+        return inserted;
+    }
+
+    private static Guid ToGuid(UInt128 key)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(bytes, key);
+        return new Guid(bytes, bigEndian: true);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The DPoP replay cache in PostgreSQL cannot be reached; refusing {Count} proofs")]
+    private static partial void LogUnavailable(ILogger logger, Exception exception, int count);
+
+    private sealed class Pending(Guid key, long expiresAt)
+    {
+        public Guid Key { get; } = key;
+
+        public long ExpiresAt { get; } = expiresAt;
+
+        public TaskCompletionSource<bool> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 }
 
 /// <summary>
-/// Sweeps expired replay-cache entries once a minute, in chunks so no single statement grows large. Every instance
-/// runs one; several sweeping at once is harmless.
+/// Deletes expired replay-cache entries every 30 seconds, in chunks so no single statement grows large. Every
+/// instance runs one; several at once is harmless.
 /// </summary>
 internal sealed partial class PostgresDpopReplayCleanup(PostgresDpopReplayCache cache, TimeProvider time, ILogger<PostgresDpopReplayCleanup> logger)
     : BackgroundService
@@ -87,7 +183,7 @@ internal sealed partial class PostgresDpopReplayCleanup(PostgresDpopReplayCache 
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1), time);
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(30), time);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
@@ -109,6 +205,6 @@ internal sealed partial class PostgresDpopReplayCleanup(PostgresDpopReplayCache 
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Sweeping expired DPoP replay entries failed; trying again in a minute")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Deleting expired DPoP replay entries failed; trying again in 30 seconds")]
     private static partial void LogSweepFailed(ILogger logger, Exception exception);
 }

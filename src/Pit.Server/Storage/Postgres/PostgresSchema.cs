@@ -81,6 +81,13 @@ internal static class PostgresSchema
                 expires_at bigint NOT NULL);
             CREATE INDEX dpop_replay_expiry ON dpop_replay (expires_at);
             """),
+        (3, "dpop replay cache: unlogged, 16-byte keys, batched inserts", """
+            DROP TABLE IF EXISTS dpop_replay;
+            CREATE UNLOGGED TABLE dpop_replay_keys (
+                key uuid PRIMARY KEY,
+                expires_at bigint NOT NULL);
+            CREATE INDEX dpop_replay_keys_expiry ON dpop_replay_keys (expires_at);
+            """),
     ];
 
     /// <summary>The version the code expects.</summary>
