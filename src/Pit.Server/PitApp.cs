@@ -1,5 +1,6 @@
 using Pit.Server.Auth;
 using Pit.Server.Fhir;
+using Pit.Server.Operability;
 using Pit.Server.Patients;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
@@ -20,11 +21,14 @@ public static class PitApp
         builder.Services.AddPitProcessing(builder.Configuration);
         builder.Services.AddPitPatients(builder.Configuration);
         builder.Services.AddPitAuth(builder.Configuration, builder.Environment);
+        builder.AddPitOperability();
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        app.UsePitOperability();
         app.UsePitFhirErrors();
         app.UsePitAuth();
+        app.UsePitRateLimiting();
         app.MapPitHealth();
         app.MapPitMetadata();
         app.MapPitPatients();

@@ -23,7 +23,7 @@ public sealed class ReplayCacheUnavailableException(string message, Exception in
 
 /// <summary>Per-process replay cache bounded by <see cref="DpopOptions.ReplayCacheCapacity"/>.</summary>
 internal sealed partial class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options, TimeProvider time, ILogger<InMemoryDpopReplayCache> logger)
-    : IDpopReplayCache
+    : IDpopReplayCache, Telemetry.IReplayCacheStatistics
 {
     private readonly ConcurrentDictionary<string, long> _entries = new(StringComparer.Ordinal);
     private readonly int _capacity = Math.Max(16, options.Value.DPoP.ReplayCacheCapacity);
@@ -33,6 +33,8 @@ internal sealed partial class InMemoryDpopReplayCache(IOptions<PitAuthOptions> o
     private int _count;
 
     internal int Count => _entries.Count;
+
+    long Telemetry.IReplayCacheStatistics.Entries => Volatile.Read(ref _count);
 
     public ValueTask<bool> TryAddAsync(string key, DateTimeOffset expiresAt, CancellationToken cancellationToken)
     {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.HttpOverrides;
@@ -58,7 +57,7 @@ internal static partial class FhirSetup
             }
             catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
             {
-                var correlationId = Activity.Current?.TraceId.ToString() ?? context.TraceIdentifier;
+                var correlationId = Operability.CorrelationIds.Of(context);
                 LogUnexpected(logger, ex, correlationId, context.Request.Method, context.Request.Path);
                 context.Response.Clear();
                 await FhirResults.WriteAsync(context, Outcomes.Error(OperationOutcome.IssueType.Exception,

@@ -39,7 +39,7 @@ internal sealed class PostgresStoreOptions
 /// <c>ApplySetBasedAsync</c>), so the serial section is short.
 /// </para>
 /// </summary>
-internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
+internal sealed class PostgresPitStore : IPitStore, IQueueStatistics, IAsyncDisposable
 {
     /// <summary>The insert of one accepted submission (also used by tests that simulate a slow group commit).</summary>
     internal const string InsertSubmissionSql = """
@@ -182,6 +182,28 @@ internal sealed class PostgresPitStore : IPitStore, IAsyncDisposable
         }
 
         return StoredRows.Submission(id, reader);
+    }
+
+    public async Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand("SELECT count(*), min(accepted_at) FROM submissions WHERE state = 0;");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return new QueueStatistics(reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetInt64(1));
+    }
+
+    public async Task<IReadOnlyList<QueuedSubmission>> PeekQueuedAsync(int maxCount, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand("SELECT id, accepted_at FROM submissions WHERE state = 0 ORDER BY seq LIMIT $1;");
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = maxCount });
+        var queued = new List<QueuedSubmission>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            queued.Add(new QueuedSubmission(reader.GetGuid(0), reader.GetInt64(1)));
+        }
+
+        return queued;
     }
 
     public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)

@@ -8,7 +8,7 @@ namespace Pit.Server.Storage.Sqlite;
 /// returns. All writes go through one connection guarded by a lock (SQLite has one writer anyway); reads use pooled
 /// connections and run beside the writer.
 /// </summary>
-internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
+internal sealed class SqlitePitStore : IPitStore, IQueueStatistics, IAsyncDisposable
 {
     private const int SchemaVersion = 1;
 
@@ -140,6 +140,32 @@ internal sealed class SqlitePitStore : IPitStore, IAsyncDisposable
         }
 
         return StoredRows.Submission(id, reader);
+    }
+
+    public async Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*), min(accepted_at) FROM submissions WHERE state = 0;";
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return new QueueStatistics(reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetInt64(1));
+    }
+
+    public async Task<IReadOnlyList<QueuedSubmission>> PeekQueuedAsync(int maxCount, CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, accepted_at FROM submissions WHERE state = 0 ORDER BY seq LIMIT $max;";
+        command.Parameters.AddWithValue("$max", maxCount);
+        var queued = new List<QueuedSubmission>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            queued.Add(new QueuedSubmission(new Guid((byte[])reader[0]), reader.GetInt64(1)));
+        }
+
+        return queued;
     }
 
     public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
