@@ -8,6 +8,7 @@ internal static class OperabilitySetup
     public static WebApplicationBuilder AddPitOperability(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
+        services.AddPitLogRedaction();
         services.AddPitRateLimiting(builder.Configuration);
         services.AddOptions<HealthOptions>().Bind(builder.Configuration.GetSection("Pit:Health"))
             .Validate(o => o.MaxQueueAge > TimeSpan.Zero, "Pit:Health:MaxQueueAge must be positive.")
