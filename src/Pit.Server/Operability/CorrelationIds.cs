@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Hosting;
 
 namespace Pit.Server.Operability;
 
@@ -30,20 +31,41 @@ internal static partial class CorrelationIds
     /// <summary>Whether <paramref name="value"/> may be used as a correlation id as sent.</summary>
     public static bool IsWellFormed(string? value) => value is not null && WellFormed().IsMatch(value);
 
-    public static WebApplication UsePitCorrelationIds(this WebApplication app)
+    /// <summary>
+    /// Runs the correlation middleware ahead of everything else (host filtering and routing included), so every log
+    /// line of the pipeline carries the id; only the host's own "Request starting/finished" lines come before it.
+    /// </summary>
+    public static IServiceCollection AddPitCorrelationIds(this IServiceCollection services)
     {
-        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Pit.Server.Requests");
-        app.Use(async (context, next) =>
+        services.Insert(0, ServiceDescriptor.Transient<IStartupFilter, CorrelationStartupFilter>());
+        return services;
+    }
+
+    private static async Task InvokeAsync(HttpContext context, RequestDelegate next, ILogger logger)
+    {
+        var id = Of(context);
+
+        // Set when the response starts: error handlers clear the headers of a response they replace.
+        context.Response.OnStarting(() =>
         {
-            var id = Of(context);
             context.Response.Headers[HeaderName] = id;
-            Activity.Current?.SetTag("pit.correlation_id", id);
-            using (logger.BeginScope(new CorrelationScope(id)))
-            {
-                await next(context);
-            }
+            return Task.CompletedTask;
         });
-        return app;
+        Activity.Current?.SetTag("pit.correlation_id", id);
+        using (logger.BeginScope(new CorrelationScope(id)))
+        {
+            await next(context);
+        }
+    }
+
+    private sealed class CorrelationStartupFilter : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            var logger = app.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Pit.Server.Requests");
+            app.Use((context, following) => InvokeAsync(context, following, logger));
+            next(app);
+        };
     }
 
     private static string Choose(Microsoft.Extensions.Primitives.StringValues sent)

@@ -9,6 +9,7 @@ internal static class OperabilitySetup
     {
         var services = builder.Services;
         services.AddPitLogRedaction();
+        services.AddPitCorrelationIds();
         services.AddPitRateLimiting(builder.Configuration);
         services.AddOptions<HealthOptions>().Bind(builder.Configuration.GetSection("Pit:Health"))
             .Validate(o => o.MaxQueueAge > TimeSpan.Zero, "Pit:Health:MaxQueueAge must be positive.")
@@ -20,7 +21,7 @@ internal static class OperabilitySetup
         return builder;
     }
 
-    /// <summary>First in the pipeline: everything after it (errors, auth, endpoints) logs and answers with the correlation id.</summary>
+    /// <summary>First in the application's pipeline (the correlation id is set even earlier, by a startup filter).</summary>
     public static WebApplication UsePitOperability(this WebApplication app) =>
-        app.UsePitPrometheus().UsePitCorrelationIds().UsePitRequestMetrics();
+        app.UsePitPrometheus().UsePitRequestMetrics();
 }

@@ -15,14 +15,17 @@ internal static class StoreDecoration
 }
 
 /// <summary>The real store with failures switched on.</summary>
-internal sealed class FailingStore(IPitStore inner) : IPitStore
+internal sealed class FailingStore(IPitStore inner) : IPitStore, IQueueStatistics
 {
     private int _writes;
+    private int _applies;
     private int _failedWrites;
 
     public int WritesToFail { get; init; }
 
     public bool FailReads { get; init; }
+
+    public int AppliesToFail { get; init; }
 
     public int FailedWrites => Volatile.Read(ref _failedWrites);
 
@@ -41,7 +44,16 @@ internal sealed class FailingStore(IPitStore inner) : IPitStore
 
     public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) => inner.GetSubmissionAsync(id, cancellationToken);
 
-    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) => inner.ApplyPendingAsync(maxCount, cancellationToken);
+    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
+        Interlocked.Increment(ref _applies) <= AppliesToFail
+            ? throw new IOException("simulated apply failure")
+            : inner.ApplyPendingAsync(maxCount, cancellationToken);
+
+    public Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken) =>
+        ((IQueueStatistics)inner).GetQueueStatisticsAsync(cancellationToken);
+
+    public Task<IReadOnlyList<QueuedSubmission>> PeekQueuedAsync(int maxCount, CancellationToken cancellationToken) =>
+        ((IQueueStatistics)inner).PeekQueuedAsync(maxCount, cancellationToken);
 
     public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
         FailReads ? throw new InvalidOperationException("simulated bug") : inner.GetPatientAsync(id, cancellationToken);
