@@ -72,6 +72,24 @@ internal sealed class BucketRing<T>
         }
     }
 
+    /// <summary>
+    /// Adds up <paramref name="measure"/> over every slot's state, one slot lock at a time (for gauges, not the hot path).
+    /// Counts what is held in memory, including buckets that have left the window but are not overwritten yet.
+    /// </summary>
+    public long Sum(Func<T, long> measure)
+    {
+        long total = 0;
+        foreach (var slot in _slots)
+        {
+            lock (slot.Gate)
+            {
+                total += slot.State is null ? 0 : measure(slot.State);
+            }
+        }
+
+        return total;
+    }
+
     private sealed class Slot
     {
         public readonly Lock Gate = new();

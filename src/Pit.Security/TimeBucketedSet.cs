@@ -41,6 +41,9 @@ internal sealed class TimeBucketedSet
     /// <summary>The bound on keys held at any time: buckets in the ring times <see cref="BucketCapacity"/>.</summary>
     public long MaxEntries => (long)_ring.SlotCount * BucketCapacity;
 
+    /// <summary>Keys held now, buckets past the window included until they are overwritten.</summary>
+    public long Count => _ring.Sum(static set => set.Count);
+
     /// <summary>Records <paramref name="key"/> in the bucket of <paramref name="timestampSeconds"/> (unix seconds).</summary>
     public TimeBucketedSetResult TryAdd(UInt128 key, long timestampSeconds)
     {

@@ -1,6 +1,7 @@
 using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Fhir.OpenApi;
+using Pit.Server.Operability;
 using Pit.Server.Patients;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
@@ -22,12 +23,15 @@ public static class PitApp
         builder.Services.AddPitProcessing(builder.Configuration);
         builder.Services.AddPitPatients(builder.Configuration);
         builder.Services.AddPitAuth(builder.Configuration, builder.Environment);
+        builder.AddPitOperability();
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        app.UsePitOperability();
         app.UsePitFhirErrors();
         app.UsePitForwardedHeaders();
         app.UsePitAuth();
+        app.UsePitRateLimiting();
         app.MapPitHealth();
         app.MapPitMetadata();
         app.MapPitPatients();

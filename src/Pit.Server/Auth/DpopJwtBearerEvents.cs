@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using Pit.Server.Fhir;
+using Pit.Server.Telemetry;
 
 namespace Pit.Server.Auth;
 
@@ -15,6 +16,7 @@ internal sealed partial class DpopJwtBearerEvents(
     DpopProofValidator validator,
     PublicBaseUrl publicBaseUrl,
     IOptions<PitAuthOptions> options,
+    PitMetrics metrics,
     ILogger<DpopJwtBearerEvents> logger) : JwtBearerEvents
 {
     internal const string ApiNoncePurpose = "pit-api";
@@ -30,6 +32,7 @@ internal sealed partial class DpopJwtBearerEvents(
 
         if (authorization.Count > 1)
         {
+            metrics.AuthFailure(AuthFailureReasons.SeveralAuthorizationHeaders);
             context.Fail(new DpopAuthenticationException("invalid_token", "Exactly one Authorization header is allowed"));
             return Task.CompletedTask;
         }
@@ -42,6 +45,7 @@ internal sealed partial class DpopJwtBearerEvents(
             var token = value[(space + 1)..].Trim();
             if (space < 0 || token.Length == 0)
             {
+                metrics.AuthFailure(AuthFailureReasons.TokenMissing);
                 context.Fail(new DpopAuthenticationException("invalid_token", "The access token is missing"));
             }
             else
@@ -51,6 +55,7 @@ internal sealed partial class DpopJwtBearerEvents(
         }
         else if (scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase))
         {
+            metrics.AuthFailure(AuthFailureReasons.BearerScheme);
             context.Fail(new DpopAuthenticationException("invalid_token", "The DPoP authorization scheme is required; Bearer is not accepted"));
         }
         else
@@ -72,6 +77,7 @@ internal sealed partial class DpopJwtBearerEvents(
 
         if (context.SecurityToken is not JsonWebToken token || ReadJkt(token) is not { } jkt)
         {
+            metrics.AuthFailure(AuthFailureReasons.TokenNotDpopBound);
             context.Fail(new DpopAuthenticationException("invalid_token", "The access token is not DPoP-bound (cnf.jkt is missing)"));
             return;
         }
@@ -87,6 +93,7 @@ internal sealed partial class DpopJwtBearerEvents(
         }
         catch (ReplayCacheUnavailableException ex)
         {
+            metrics.AuthFailure(AuthFailureReasons.ReplayCacheUnavailable);
             context.Fail(ex);
             return;
         }
@@ -94,6 +101,7 @@ internal sealed partial class DpopJwtBearerEvents(
         if (!result.Succeeded)
         {
             LogProofRefused(logger, result.Error);
+            metrics.AuthFailure(AuthFailureReasons.Of(result.Error));
             context.Fail(result.Error == DpopError.OverShare
                 ? new DpopShareExceededException(result.RetryAfterSeconds)
                 : new DpopAuthenticationException(result.ErrorCode, result.Description!, result.Nonce));
@@ -103,12 +111,18 @@ internal sealed partial class DpopJwtBearerEvents(
     public override Task AuthenticationFailed(AuthenticationFailedContext context)
     {
         LogTokenRefused(logger, context.Exception.GetType().Name);
+        metrics.AuthFailure(AuthFailureReasons.Of(context.Exception));
         return Task.CompletedTask;
     }
 
     public override Task Challenge(JwtBearerChallengeContext context)
     {
         context.HandleResponse();
+        if (context.AuthenticateFailure is null)
+        {
+            metrics.AuthFailure(AuthFailureReasons.NoCredentials);
+        }
+
         if (context.AuthenticateFailure is ReplayCacheUnavailableException)
         {
             return AuthResponses.Unavailable().ExecuteAsync(context.HttpContext);

@@ -48,7 +48,7 @@ public sealed class ReplayCacheUnavailableException(string message, Exception? i
 /// bucket's excess with 429 before it reaches this cache; each bucket has <see cref="Headroom"/> keys more than that for
 /// requests checked at the same instant, so a full bucket here is a defect and fails closed (503).
 /// </summary>
-internal sealed class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options) : IDpopReplayCache
+internal sealed class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options) : IDpopReplayCache, Telemetry.IReplayCacheStatistics
 {
     /// <summary>Width of one <c>iat</c> bucket, seconds.</summary>
     public const int BucketSeconds = 5;
@@ -60,6 +60,8 @@ internal sealed class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options) 
 
     /// <summary>Most keys held at any time.</summary>
     public long MaxEntries => _set.MaxEntries;
+
+    long Telemetry.IReplayCacheStatistics.Entries => _set.Count;
 
     /// <summary>The span of accepted <c>iat</c> values, seconds.</summary>
     public static int WindowSeconds(DpopOptions dpop) => dpop.MaxAgeSeconds + dpop.MaxFutureSeconds + 1;

@@ -58,13 +58,16 @@ internal sealed class PitAuthorizationResultHandler(DpopProofValidator validator
         // Handlers that call Fail(reason) are reported through FailureReasons (the requirement is its own handler).
         var failure = authorizeResult.AuthorizationFailure;
         var failed = (failure?.FailedRequirements ?? []).Concat(failure?.FailureReasons.Select(r => r.Handler).OfType<IAuthorizationRequirement>() ?? []).ToList();
+        var metrics = context.RequestServices.GetRequiredService<Telemetry.PitMetrics>();
         if (failed.OfType<ScopeRequirement>().FirstOrDefault() is { } scope)
         {
+            metrics.AuthFailure(Telemetry.AuthFailureReasons.InsufficientScope);
             return AuthResponses.InsufficientScope(validator.AlgorithmList, scope.Scope).ExecuteAsync(context);
         }
 
         if (failed.OfType<OrganisationRequirement>().Any())
         {
+            metrics.AuthFailure(Telemetry.AuthFailureReasons.InvalidOrganisation);
             return AuthResponses.Forbidden($"The access token must carry claim {HelseIdClaims.OrgnrParent} with a valid 9-digit organisation number")
                 .ExecuteAsync(context);
         }

@@ -52,7 +52,7 @@ internal sealed class PitProblem : IResult
         Error(StatusCodes.Status500InternalServerError, OperationOutcome.IssueType.Exception, "An unexpected error occurred.");
 
     /// <summary>The id that ties a 5xx answer to the server's log line about it.</summary>
-    public static string CorrelationId(HttpContext context) => Activity.Current?.TraceId.ToString() ?? context.TraceIdentifier;
+    public static string CorrelationId(HttpContext context) => Operability.CorrelationIds.Of(context);
 
     /// <summary>Adds a header to the answer.</summary>
     public PitProblem WithHeader(string name, string value)

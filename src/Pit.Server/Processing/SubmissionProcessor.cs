@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
@@ -23,7 +24,8 @@ public sealed class ProcessingOptions
 /// submission either untouched (applied after restart) or fully applied.
 /// </summary>
 internal sealed partial class SubmissionProcessor(
-    ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionProcessor> logger) : BackgroundService
+    ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, TimeProvider time, IOptions<ProcessingOptions> options,
+    ILogger<SubmissionProcessor> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -38,9 +40,8 @@ internal sealed partial class SubmissionProcessor(
         {
             try
             {
-                var applied = await store.ApplyPendingAsync(settings.BatchSize, stoppingToken);
+                var applied = await ApplyBatchAsync(settings.BatchSize, stoppingToken);
                 failures = 0;
-                metrics.Applied(applied);
                 if (applied == 0)
                 {
                     await signal.WaitAsync(settings.PollInterval, stoppingToken);
@@ -53,11 +54,32 @@ internal sealed partial class SubmissionProcessor(
             catch (Exception ex)
             {
                 failures++;
+                metrics.ApplyFailed();
                 var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 100 * Math.Pow(2, Math.Min(failures, 10))));
                 LogApplyFailed(logger, ex, failures, delay);
                 await Task.Delay(delay, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
+    }
+
+    /// <summary>
+    /// One batch, traced as <c>pit.submissions.apply</c> with the ids it took (<c>pit.submission.ids</c>; the POST's span
+    /// carries <c>pit.submission.id</c>), and each submission's visibility lag (acceptance to commit) recorded.
+    /// </summary>
+    private async Task<int> ApplyBatchAsync(int batchSize, CancellationToken cancellationToken)
+    {
+        using var activity = PitMetrics.Tracing.StartActivity("pit.submissions.apply");
+        var batch = await store.ApplyPendingAsync(batchSize, cancellationToken);
+        activity?.SetTag("pit.submission.ids", batch.Taken.Select(s => s.Id.ToString("D")).ToArray());
+        activity?.SetTag("pit.submissions.applied", batch.Count);
+        metrics.Applied(batch.Count);
+        var now = time.GetUtcNow();
+        foreach (var taken in batch.Taken)
+        {
+            metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(taken.AcceptedAt));
+        }
+
+        return batch.Count;
     }
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Applying submissions failed ({Failures} in a row); retrying in {Delay}")]

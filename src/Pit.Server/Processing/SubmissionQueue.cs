@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
@@ -22,7 +23,10 @@ internal sealed partial class SubmissionQueue(ISubmissionQueueStore store, Proce
     /// <summary>Returns once <paramref name="submission"/> is durably stored; throws when it could not be stored.</summary>
     public async Task AddAsync(NewSubmission submission, CancellationToken cancellationToken)
     {
-        var pending = new Pending(submission);
+        // The POST's span names the submission, so its processing (span pit.submissions.apply) can be found.
+        var request = Activity.Current;
+        request?.SetTag("pit.submission.id", submission.Id.ToString("D"));
+        var pending = new Pending(submission, request?.Context);
         await _channel.Writer.WriteAsync(pending, cancellationToken);
 
         // Not cancellable from here on: the submission may already be in the batch being committed.
@@ -43,6 +47,10 @@ internal sealed partial class SubmissionQueue(ISubmissionQueueStore store, Proce
                 submissions.Add(item.Submission);
             }
 
+            using var commit = PitMetrics.Tracing.StartActivity(
+                "pit.submissions.commit", ActivityKind.Internal, parentContext: default,
+                links: batch.Where(p => p.Request is not null).Select(p => new ActivityLink(p.Request!.Value)));
+            commit?.SetTag("pit.submissions.count", batch.Count);
             try
             {
                 await store.AddSubmissionsAsync(submissions, CancellationToken.None);
@@ -78,9 +86,11 @@ internal sealed partial class SubmissionQueue(ISubmissionQueueStore store, Proce
     [LoggerMessage(EventId = 10, Level = LogLevel.Error, Message = "Committing {Count} submissions failed; their requests are answered 503")]
     private static partial void LogCommitFailed(ILogger logger, Exception exception, int count);
 
-    private sealed class Pending(NewSubmission submission)
+    private sealed class Pending(NewSubmission submission, ActivityContext? request)
     {
         public NewSubmission Submission { get; } = submission;
+
+        public ActivityContext? Request { get; } = request;
 
         public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

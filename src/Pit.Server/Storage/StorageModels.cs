@@ -52,6 +52,19 @@ internal static class SubmissionStateSql
 /// <param name="OldestPendingAcceptedAt">Acceptance time of the oldest pending submission; null when none is pending.</param>
 public sealed record QueueStatistics(long Pending, long? OldestPendingAcceptedAt);
 
+/// <summary>A submission that an apply batch took off the queue: its id and acceptance time (microseconds).</summary>
+public readonly record struct TakenSubmission(Guid Id, long AcceptedAt);
+
+/// <summary>What one apply batch took off the queue, in acceptance order.</summary>
+public sealed record AppliedBatch(IReadOnlyList<TakenSubmission> Taken)
+{
+    /// <summary>Nothing was pending.</summary>
+    public static AppliedBatch Empty { get; } = new([]);
+
+    /// <summary>Submissions taken (applied, unchanged, superseded or failed).</summary>
+    public int Count => Taken.Count;
+}
+
 /// <summary>A stored submission and its outcome.</summary>
 public sealed record SubmissionRecord(
     Guid Id, string Tenant, long Sequence, SubmissionState State, long AcceptedAt, long? ProcessedAt,

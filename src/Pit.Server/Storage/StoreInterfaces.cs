@@ -32,9 +32,9 @@ public interface ISubmissionQueueStore
     /// What each submission does is decided by <see cref="Processing.ApplyPlanner"/>; the engine only looks up,
     /// locks and writes the plan. <c>lastUpdated</c> values are assigned strictly increasing in commit order across
     /// the whole store, so a reader that has seen every row up to some <c>lastUpdated</c> can never later see a row
-    /// below it. Returns the number of submissions taken (applied, unchanged, superseded or failed).
+    /// below it. Returns what was taken (applied, unchanged, superseded or failed), with each one's id and acceptance time.
     /// </summary>
-    Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken);
+    Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken);
 }
 
 /// <summary>The Patient feed: current versions, by id and in keyset pages.</summary>

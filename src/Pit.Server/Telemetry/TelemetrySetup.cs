@@ -1,3 +1,4 @@
+using Npgsql;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
@@ -16,8 +17,9 @@ internal static class TelemetrySetup
         var endpoint = configuration["Pit:Telemetry:OtlpEndpoint"] ?? configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
         var builder = services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("pit-server"))
-            .WithMetrics(m => m.AddAspNetCoreInstrumentation().AddMeter(PitMetrics.MeterName))
-            .WithTracing(t => t.AddAspNetCoreInstrumentation(o => o.Filter = c => !c.Request.Path.StartsWithSegments("/health")));
+            .WithMetrics(m => m.AddAspNetCoreInstrumentation().AddNpgsqlInstrumentation().AddMeter(PitMetrics.MeterName))
+            .WithTracing(t => t.AddAspNetCoreInstrumentation(o => o.Filter = c => !c.Request.Path.StartsWithSegments("/health"))
+                .AddNpgsql().AddSource(PitMetrics.MeterName));
         if (!string.IsNullOrWhiteSpace(endpoint))
         {
             var uri = new Uri(endpoint);

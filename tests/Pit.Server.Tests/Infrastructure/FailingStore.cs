@@ -19,9 +19,12 @@ internal static class StoreDecoration
 internal sealed class FailingQueueStore(ISubmissionQueueStore inner) : ISubmissionQueueStore
 {
     private int _writes;
+    private int _applies;
     private int _failedWrites;
 
     public int WritesToFail { get; init; }
+
+    public int AppliesToFail { get; init; }
 
     public int FailedWrites => Volatile.Read(ref _failedWrites);
 
@@ -40,7 +43,10 @@ internal sealed class FailingQueueStore(ISubmissionQueueStore inner) : ISubmissi
 
     public Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken) => inner.GetQueueStatisticsAsync(cancellationToken);
 
-    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) => inner.ApplyPendingAsync(maxCount, cancellationToken);
+    public Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
+        Interlocked.Increment(ref _applies) <= AppliesToFail
+            ? throw new IOException("simulated apply failure")
+            : inner.ApplyPendingAsync(maxCount, cancellationToken);
 }
 
 /// <summary>The real Patient feed whose reads by id fail with an unexpected exception (a bug, not an outage).</summary>

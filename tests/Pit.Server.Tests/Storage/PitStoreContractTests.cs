@@ -56,9 +56,9 @@ public abstract class PitStoreContractTests
         await store.Queue.AddSubmissionsAsync([Submissions.Create(TenantA, "3", acceptedAt: 3_000)], None);
         Assert.Equal(new QueueStatistics(3, 1_000), await store.Queue.GetQueueStatisticsAsync(None));
 
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(1, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(1, None)).Count);
         Assert.Equal(new QueueStatistics(2, 2_000), await store.Queue.GetQueueStatisticsAsync(None));
-        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         Assert.Equal(new QueueStatistics(0, null), await store.Queue.GetQueueStatisticsAsync(None));
     }
 
@@ -71,8 +71,8 @@ public abstract class PitStoreContractTests
         var submission = Submissions.Create(TenantA, "12345678901", family: "Nordmann");
         await store.Queue.AddSubmissionsAsync([submission], None);
 
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
-        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
+        Assert.Equal(0, (await store.Queue.ApplyPendingAsync(10, None)).Count);
 
         var record = (await store.Queue.GetSubmissionAsync(submission.Id, None))!;
         Assert.Equal(SubmissionState.Applied, record.State);
@@ -142,7 +142,7 @@ public abstract class PitStoreContractTests
         time.Advance(TimeSpan.FromMinutes(5));
         var retry = Submissions.Create(TenantA, "1");
         await store.Queue.AddSubmissionsAsync([retry], None);
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
 
         var record = (await store.Queue.GetSubmissionAsync(retry.Id, None))!;
         Assert.Equal(SubmissionState.Unchanged, record.State);
@@ -165,9 +165,9 @@ public abstract class PitStoreContractTests
         await db.AcceptLateAsync(earlier, async () =>
         {
             await store.Queue.AddSubmissionsAsync([later], None);
-            Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+            Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         });
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
 
         var earlierRecord = (await store.Queue.GetSubmissionAsync(earlier.Id, None))!;
         var laterRecord = (await store.Queue.GetSubmissionAsync(later.Id, None))!;
@@ -192,7 +192,7 @@ public abstract class PitStoreContractTests
         var both = Submissions.Create(TenantA, "1", extraKeys: [new PatientKey(Submissions.Fnr, "2")]);
         var next = Submissions.Create(TenantA, "3");
         await store.Queue.AddSubmissionsAsync([both, next], None);
-        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.Queue.ApplyPendingAsync(10, None)).Count);
 
         var failed = (await store.Queue.GetSubmissionAsync(both.Id, None))!;
         Assert.Equal(SubmissionState.Failed, failed.State);
@@ -249,7 +249,7 @@ public abstract class PitStoreContractTests
             Submissions.Create(TenantA, "1", gender: "female"),                       // 1 is free again: new patient Q
         };
         await store.Queue.AddSubmissionsAsync(batch, None);
-        Assert.Equal(6, await store.Queue.ApplyPendingAsync(50, None));
+        Assert.Equal(6, (await store.Queue.ApplyPendingAsync(50, None)).Count);
 
         var records = new List<SubmissionRecord>();
         foreach (var s in batch)
@@ -303,7 +303,7 @@ public abstract class PitStoreContractTests
         var a = Submissions.Create(TenantA, "1");
         var b = Submissions.Create(TenantB, "1");
         await store.Queue.AddSubmissionsAsync([a, b], None);
-        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.Queue.ApplyPendingAsync(10, None)).Count);
 
         var ra = (await store.Queue.GetSubmissionAsync(a.Id, None))!;
         var rb = (await store.Queue.GetSubmissionAsync(b.Id, None))!;
@@ -432,7 +432,7 @@ public abstract class PitStoreContractTests
             while (true)
             {
                 var wasSubmitting = Volatile.Read(ref submitting);
-                var count = await store.Queue.ApplyPendingAsync(3, None);
+                var count = (await store.Queue.ApplyPendingAsync(3, None)).Count;
                 taken += count;
                 if (count == 0 && !wasSubmitting)
                 {
@@ -516,7 +516,7 @@ public abstract class PitStoreContractTests
         var good = Submissions.Create(TenantA, "2");
         await store.Queue.AddSubmissionsAsync([broken, good], None);
 
-        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(good.Id, None))!.State);
         for (var i = 0; i < 20 && (await store.Queue.GetSubmissionAsync(broken.Id, None))!.State == SubmissionState.Queued; i++)
         {
@@ -528,7 +528,7 @@ public abstract class PitStoreContractTests
         Assert.Equal(SubmissionState.Failed, record.State);
         Assert.False(string.IsNullOrWhiteSpace(record.Reason));
         Assert.Null(record.PatientId);
-        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(0, (await store.Queue.ApplyPendingAsync(10, None)).Count);
     }
 
     [Fact]

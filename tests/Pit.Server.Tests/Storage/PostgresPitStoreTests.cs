@@ -97,29 +97,29 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         var broken = Submissions.FromContent("t", """{"resourceType":"Practitioner"}""", [new PatientKey(Submissions.Fnr, "1")]);
         await store.Queue.AddSubmissionsAsync([broken], None);
 
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(broken.Id, None))!.State);
         Assert.Equal((1, "ArgumentException"), await AttemptsAsync(db, broken.Id));
 
         // Not before the first delay (10 s) has passed.
         time.Advance(TimeSpan.FromSeconds(9));
-        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(0, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         Assert.Equal(2, (await AttemptsAsync(db, broken.Id)).Attempts);
 
         // The second delay would be 20 s; capped at 15 s.
         time.Advance(TimeSpan.FromSeconds(14));
-        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(0, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
 
         var record = (await store.Queue.GetSubmissionAsync(broken.Id, None))!;
         Assert.Equal(SubmissionState.Failed, record.State);
         Assert.Equal("Processing failed after 3 attempts: ArgumentException.", record.Reason);
         Assert.Equal(3, (await AttemptsAsync(db, broken.Id)).Attempts);
         time.Advance(TimeSpan.FromHours(1));
-        Assert.Equal(0, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(0, (await store.Queue.ApplyPendingAsync(10, None)).Count);
     }
 
     [Fact]
@@ -138,14 +138,14 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
 
         var batch = new[] { Submissions.Create("t", "1"), Submissions.Create("t", "poison"), Submissions.Create("t", "2") };
         await store.Queue.AddSubmissionsAsync(batch, None);
-        Assert.Equal(3, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(3, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(batch[0].Id, None))!.State);
         Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(batch[2].Id, None))!.State);
         Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(batch[1].Id, None))!.State);
         Assert.Equal((1, "PostgresException 23514"), await AttemptsAsync(db, batch[1].Id));
 
         time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Equal(1, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(1, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         var failed = (await store.Queue.GetSubmissionAsync(batch[1].Id, None))!;
         Assert.Equal(SubmissionState.Failed, failed.State);
         Assert.Equal("Processing failed after 2 attempts: PostgresException 23514.", failed.Reason);
@@ -300,7 +300,7 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
             await store.Health.CheckHealthAsync(None);
             return true;
         });
-        Assert.Equal(1, await PostgresPitStoreTests.RetryAsync(() => store.Queue.ApplyPendingAsync(10, None)));
+        Assert.Equal(1, (await PostgresPitStoreTests.RetryAsync(() => store.Queue.ApplyPendingAsync(10, None))).Count);
         Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(before.Id, None))!.State);
     }
 
@@ -321,7 +321,7 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
         await store.Queue.AddSubmissionsAsync([after], None);
         Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(before.Id, None))!.State);
         await store.Health.CheckHealthAsync(None);
-        Assert.Equal(2, await store.Queue.ApplyPendingAsync(10, None));
+        Assert.Equal(2, (await store.Queue.ApplyPendingAsync(10, None)).Count);
         Assert.Equal(2, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
     }
 

@@ -22,7 +22,7 @@ internal sealed partial class PostgresPitStore
     // row, and row locks would only cost a write per claimed row. The feed lock is the design because only it makes
     // lastUpdated order equal commit order across instances; row locks cannot.
     private static readonly string ClaimSql = $"""
-        SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts FROM submissions
+        SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts, id, accepted_at FROM submissions
         WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2;
         """;
 
@@ -31,7 +31,7 @@ internal sealed partial class PostgresPitStore
         JOIN patient_keys m ON m.tenant = k.tenant AND m.system = k.system AND m.value = k.value
         """);
 
-    public async Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
+    public async Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
     {
         try
         {
@@ -55,7 +55,7 @@ internal sealed partial class PostgresPitStore
         }
     }
 
-    private async Task<int> ApplyBatchAsync(int maxCount, bool oneByOne, CancellationToken cancellationToken)
+    private async Task<AppliedBatch> ApplyBatchAsync(int maxCount, bool oneByOne, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
@@ -84,7 +84,8 @@ internal sealed partial class PostgresPitStore
                 var seq = reader.GetInt64(0);
                 pending.Add(new PendingSubmission(
                     seq, reader.GetString(1), reader.GetFieldValue<byte[]>(2), reader.GetFieldValue<byte[]>(3),
-                    systems.Zip(values, (s, v) => new PatientKey(s, v)).ToList()));
+                    systems.Zip(values, (s, v) => new PatientKey(s, v)).ToList(),
+                    new TakenSubmission(reader.GetGuid(7), reader.GetInt64(8))));
                 attempts.Add(seq, reader.GetInt32(6));
             }
 
@@ -109,7 +110,7 @@ internal sealed partial class PostgresPitStore
         }
 
         await tx.CommitAsync(cancellationToken);
-        return pending.Count;
+        return new AppliedBatch(pending.ConvertAll(s => s.Taken));
     }
 
     /// <summary>

@@ -11,7 +11,7 @@ namespace Pit.Server.Storage.Sqlite;
 internal sealed partial class SqlitePitStore
 {
     private static readonly string ClaimSql = $"""
-        SELECT seq, tenant, content, content_hash, keys FROM submissions
+        SELECT seq, tenant, content, content_hash, keys, id, accepted_at FROM submissions
         WHERE state = {SubmissionStateSql.Queued} ORDER BY seq LIMIT $max;
         """;
 
@@ -22,7 +22,7 @@ internal sealed partial class SqlitePitStore
             AND m.value = json_extract(j.value, '$[2]')
         """);
 
-    public Task<int> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
+    public Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
         InWriteTransactionAsync(async (writer, tx) =>
         {
             var pending = new List<PendingSubmission>();
@@ -33,13 +33,14 @@ internal sealed partial class SqlitePitStore
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     pending.Add(new PendingSubmission(
-                        reader.GetInt64(0), reader.GetString(1), (byte[])reader[2], (byte[])reader[3], DeserializeKeys(reader.GetString(4))));
+                        reader.GetInt64(0), reader.GetString(1), (byte[])reader[2], (byte[])reader[3], DeserializeKeys(reader.GetString(4)),
+                        new TakenSubmission(new Guid((byte[])reader[5]), reader.GetInt64(6))));
                 }
             }
 
             if (pending.Count == 0)
             {
-                return 0;
+                return AppliedBatch.Empty;
             }
 
             var clock = Convert.ToInt64(await ScalarAsync(writer, tx, "SELECT coalesce(max(last_updated), 0) FROM patients;", cancellationToken));
@@ -54,7 +55,7 @@ internal sealed partial class SqlitePitStore
             var plan = ApplyPlanner.Plan(pending, existing, clock, _time);
             await using var statements = new PlanStatements(writer, tx);
             await statements.ExecuteAsync(plan, cancellationToken);
-            return pending.Count;
+            return new AppliedBatch(pending.ConvertAll(s => s.Taken));
         }, cancellationToken);
 
     internal static string SerializeKeys(IReadOnlyList<PatientKey> keys) =>
