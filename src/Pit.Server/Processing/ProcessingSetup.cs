@@ -6,6 +6,9 @@ internal static class ProcessingSetup
     {
         services.AddOptions<ProcessingOptions>().Bind(configuration.GetSection("Pit:Processing"))
             .Validate(o => o.BatchSize is >= 1 and <= 10_000, "Pit:Processing:BatchSize must be 1-10000.")
+            .Validate(o => o.MaxQueuedBytes >= 1, "Pit:Processing:MaxQueuedBytes must be positive.")
+            .Validate(o => o.MaxQueuedSubmissions >= 1, "Pit:Processing:MaxQueuedSubmissions must be positive.")
+            .Validate(o => o.MaxQueuedAuditEntries >= 1, "Pit:Processing:MaxQueuedAuditEntries must be positive.")
             .ValidateOnStart();
         services.AddSingleton<ProcessingSignal>();
         services.AddSingleton<SubmissionQueue>();

@@ -17,8 +17,11 @@ internal static class StoreDecoration
 /// <summary>The real store with failures switched on.</summary>
 internal sealed class FailingStore(IPitStore inner) : IPitStore
 {
+    private readonly TaskCompletionSource _commitStalled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _auditStalled = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _writes;
     private int _failedWrites;
+    private int _secretReads;
 
     public int WritesToFail { get; init; }
 
@@ -26,9 +29,24 @@ internal sealed class FailingStore(IPitStore inner) : IPitStore
 
     public int FailedWrites => Volatile.Read(ref _failedWrites);
 
+    /// <summary>The first this many secret reads fail (a store blip).</summary>
+    public int SecretReadsToFail { get; init; }
+
+    /// <summary>When set, every submission commit waits for it first (a stalled disk).</summary>
+    public Task? StallCommitsUntil { get; init; }
+
+    /// <summary>Completes once a commit is waiting on <see cref="StallCommitsUntil"/>.</summary>
+    public Task CommitStalled => _commitStalled.Task;
+
+    /// <summary>When set, every audit write waits for it first.</summary>
+    public Task? StallAuditUntil { get; init; }
+
+    /// <summary>Completes once an audit write is waiting on <see cref="StallAuditUntil"/>.</summary>
+    public Task AuditStalled => _auditStalled.Task;
+
     public Task InitializeAsync(CancellationToken cancellationToken) => inner.InitializeAsync(cancellationToken);
 
-    public Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
+    public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
         if (Interlocked.Increment(ref _writes) <= WritesToFail)
         {
@@ -36,7 +54,8 @@ internal sealed class FailingStore(IPitStore inner) : IPitStore
             throw new IOException("simulated disk failure");
         }
 
-        return inner.AddSubmissionsAsync(batch, cancellationToken);
+        await Stall(StallCommitsUntil, _commitStalled);
+        await inner.AddSubmissionsAsync(batch, cancellationToken);
     }
 
     public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) => inner.GetSubmissionAsync(id, cancellationToken);
@@ -49,9 +68,24 @@ internal sealed class FailingStore(IPitStore inner) : IPitStore
     public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
 
     public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
-        inner.GetOrCreateSecretAsync(name, create, cancellationToken);
+        Interlocked.Increment(ref _secretReads) <= SecretReadsToFail
+            ? Task.FromException<byte[]>(new IOException("simulated store blip"))
+            : inner.GetOrCreateSecretAsync(name, create, cancellationToken);
 
-    public Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken) => inner.AppendAuditAsync(entries, cancellationToken);
+    public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        await Stall(StallAuditUntil, _auditStalled);
+        await inner.AppendAuditAsync(entries, cancellationToken);
+    }
+
+    private static async Task Stall(Task? until, TaskCompletionSource stalled)
+    {
+        if (until is not null)
+        {
+            stalled.TrySetResult();
+            await until;
+        }
+    }
 
     public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
         inner.ReadAuditAsync(organisation, limit, cancellationToken);
