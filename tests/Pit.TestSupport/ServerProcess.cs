@@ -141,6 +141,31 @@ public sealed class ServerProcess : IAsyncDisposable
         await _process.WaitForExitAsync();
     }
 
+    /// <summary>
+    /// SIGTERM, as an orchestrator stops a container: waits up to <paramref name="timeout"/> for the process to exit
+    /// and returns its exit code and how long it took; throws <see cref="TimeoutException"/> if it is still running.
+    /// </summary>
+    public async Task<(int ExitCode, TimeSpan Elapsed)> TerminateAsync(TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) } })!)
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        using var wait = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(wait.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"The server was still running {timeout} after SIGTERM.");
+        }
+
+        return (_process.ExitCode, clock.Elapsed);
+    }
+
     /// <summary>Kills the process if it still runs.</summary>
     public async ValueTask DisposeAsync()
     {

@@ -14,7 +14,7 @@ namespace Pit.Server.Processing;
 /// counted (<see cref="Dropped"/>), the first of an episode logs a warning, and the next successful write logs how
 /// many were lost.
 /// </remarks>
-internal sealed partial class AuditTrail(IPitStore store, IOptions<ProcessingOptions> options, ILogger<AuditTrail> logger) : BackgroundService
+internal sealed partial class AuditTrail(IPitStore store, IOptions<ProcessingOptions> options, ILogger<AuditTrail> logger) : DrainingService
 {
     private readonly Channel<AuditEntry> _channel = Channel.CreateBounded<AuditEntry>(new BoundedChannelOptions(options.Value.MaxQueuedAuditEntries)
     {
@@ -77,11 +77,7 @@ internal sealed partial class AuditTrail(IPitStore store, IOptions<ProcessingOpt
         }
     }
 
-    public override async Task StopAsync(CancellationToken cancellationToken)
-    {
-        _channel.Writer.TryComplete();
-        await base.StopAsync(cancellationToken);
-    }
+    protected override void CompleteIntake() => _channel.Writer.TryComplete();
 
     private void ReportDropped()
     {

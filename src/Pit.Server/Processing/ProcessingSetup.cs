@@ -10,6 +10,8 @@ internal static class ProcessingSetup
             .Validate(o => o.MaxQueuedSubmissions >= 1, "Pit:Processing:MaxQueuedSubmissions must be positive.")
             .Validate(o => o.MaxQueuedAuditEntries >= 1, "Pit:Processing:MaxQueuedAuditEntries must be positive.")
             .ValidateOnStart();
+        // Kubernetes waits 30 s after SIGTERM before it kills; finish well inside that.
+        services.AddOptions<HostOptions>().Configure(o => o.ShutdownTimeout = configuration.GetValue("Pit:ShutdownTimeout", TimeSpan.FromSeconds(25)));
         services.AddSingleton<ProcessingSignal>();
         services.AddSingleton<SubmissionQueue>();
         services.AddHostedService(sp => sp.GetRequiredService<SubmissionQueue>());

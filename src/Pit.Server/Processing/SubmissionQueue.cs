@@ -18,7 +18,7 @@ namespace Pit.Server.Processing;
 /// end or memory that grows with what clients send. Nothing refused is stored.
 /// </remarks>
 internal sealed partial class SubmissionQueue(
-    IPitStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionQueue> logger) : BackgroundService
+    IPitStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionQueue> logger) : DrainingService
 {
     private const int MaxBatch = 256;
 
@@ -122,11 +122,7 @@ internal sealed partial class SubmissionQueue(
         }
     }
 
-    public override async Task StopAsync(CancellationToken cancellationToken)
-    {
-        _channel.Writer.TryComplete();
-        await base.StopAsync(cancellationToken);
-    }
+    protected override void CompleteIntake() => _channel.Writer.TryComplete();
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Error, Message = "Committing {Count} submissions failed; their requests are answered 503")]
     private static partial void LogCommitFailed(ILogger logger, Exception exception, int count);
