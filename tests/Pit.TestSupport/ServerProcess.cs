@@ -111,14 +111,18 @@ public sealed class ServerProcess : IAsyncDisposable
         };
     }
 
-    /// <summary>An access token (read and write) from this process's stand-in, bound to <paramref name="key"/>.</summary>
-    public string MintAccessToken(DpopKey key, string organisation = "974762501") =>
+    /// <summary>
+    /// An access token (read and write) from this process's stand-in, bound to <paramref name="key"/>, for
+    /// <paramref name="clientId"/> (the minter's default test client when null).
+    /// </summary>
+    public string MintAccessToken(DpopKey key, string organisation = "974762501", string? clientId = null) =>
         new AccessTokenMinter(new SigningCredentials(new RsaSecurityKey(StandInKey.Value), SecurityAlgorithms.RsaSha256), _issuer, "nhn:pit")
             .Mint(new AccessTokenSpec
             {
                 Jkt = key.Thumbprint,
                 OrgnrParent = organisation,
                 Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
+                ClientId = clientId ?? new AccessTokenSpec().ClientId,
             });
 
     private static void Keep(System.Collections.Concurrent.ConcurrentQueue<string> output, string? line)
