@@ -13,12 +13,20 @@ using Pit.TestSupport;
 //   dotnet run -c Release --project bench/Pit.LoadTest -- get 20 32 [seedPatients]
 //   dotnet run -c Release --project bench/Pit.LoadTest -- pages 1000000     (seed directly, then time feed pages)
 //   dotnet run -c Release --project bench/Pit.LoadTest -- seed 1000000 --postgres "..." | --sqlite path/pit.db
+//   dotnet run -c Release --project bench/Pit.LoadTest -- soak [--minutes 10 | --seconds N] [--clients 64]
+//       [--connections 32] [--interval 10] [--postgres-start] [--no-thresholds]     (see Soak.cs)
 // Storage: a temp SQLite file by default; --postgres "Host=...;Username=...;Database=..." for an existing database;
 // --diagnose also counts the server process's fsync/fdatasync calls during the measured run (`perf stat`, root) and
 // reads its group-commit batch sizes (`dotnet-counters`); both tools add a little load of their own.
 // --postgres-start for a throw-away cluster from /usr/lib/postgresql/*/bin (initdb/pg_ctl in a temp folder, as the
 // postgres user when run as root), removed at the end.
 var mode = args.ElementAtOrDefault(0) ?? "post";
+if (mode == "soak")
+{
+    Environment.ExitCode = await Soak.RunAsync(args[1..], Console.Out);
+    return;
+}
+
 var postgresStart = args.Contains("--postgres-start");
 var postgresIndex = Array.IndexOf(args, "--postgres");
 var sqliteIndex = Array.IndexOf(args, "--sqlite");

@@ -111,14 +111,18 @@ public sealed class ServerProcess : IAsyncDisposable
         };
     }
 
-    /// <summary>An access token (read and write) from this process's stand-in, bound to <paramref name="key"/>.</summary>
-    public string MintAccessToken(DpopKey key, string organisation = "974762501") =>
+    /// <summary>
+    /// An access token (read and write) from this process's stand-in, bound to <paramref name="key"/>, for
+    /// <paramref name="clientId"/> (the minter's default test client when null).
+    /// </summary>
+    public string MintAccessToken(DpopKey key, string organisation = "974762501", string? clientId = null) =>
         new AccessTokenMinter(new SigningCredentials(new RsaSecurityKey(StandInKey.Value), SecurityAlgorithms.RsaSha256), _issuer, "nhn:pit")
             .Mint(new AccessTokenSpec
             {
                 Jkt = key.Thumbprint,
                 OrgnrParent = organisation,
                 Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
+                ClientId = clientId ?? new AccessTokenSpec().ClientId,
             });
 
     private static void Keep(System.Collections.Concurrent.ConcurrentQueue<string> output, string? line)
@@ -139,6 +143,31 @@ public sealed class ServerProcess : IAsyncDisposable
     {
         _process.Kill(entireProcessTree: true);
         await _process.WaitForExitAsync();
+    }
+
+    /// <summary>
+    /// SIGTERM, as an orchestrator stops a container: waits up to <paramref name="timeout"/> for the process to exit
+    /// and returns its exit code and how long it took; throws <see cref="TimeoutException"/> if it is still running.
+    /// </summary>
+    public async Task<(int ExitCode, TimeSpan Elapsed)> TerminateAsync(TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) } })!)
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        using var wait = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(wait.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"The server was still running {timeout} after SIGTERM.");
+        }
+
+        return (_process.ExitCode, clock.Elapsed);
     }
 
     /// <summary>Kills the process if it still runs.</summary>

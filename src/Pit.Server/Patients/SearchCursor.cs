@@ -69,15 +69,32 @@ internal sealed record SearchCursor(bool Descending, int Count, long? From, long
 /// Seals cursors with AES-256-GCM under the shared <c>cursor</c> secret, so they are opaque to clients,
 /// tamper-evident, and valid on every instance over the same store.
 /// </summary>
+/// <remarks>
+/// The key is loaded on first use and kept only once loaded: a load that fails (the store blinked) fails the
+/// requests that waited for it, and the next use tries again.
+/// </remarks>
 internal sealed class SearchCursorProtector(SharedSecrets secrets)
 {
     private const int NonceSize = 12;
     private const int TagSize = 16;
-    private readonly Lazy<Task<byte[]>> _key = new(() => secrets.GetAsync("cursor", CancellationToken.None));
+    private Task<byte[]>? _key;
+
+    private Task<byte[]> KeyAsync()
+    {
+        var current = Volatile.Read(ref _key);
+        if (current is { IsFaulted: false, IsCanceled: false })
+        {
+            return current;
+        }
+
+        // Concurrent callers share one load; a failed one is replaced by whoever comes next.
+        var fresh = secrets.GetAsync("cursor", CancellationToken.None);
+        return Interlocked.CompareExchange(ref _key, fresh, current) == current ? fresh : Volatile.Read(ref _key)!;
+    }
 
     public async Task<string> ProtectAsync(SearchCursor cursor)
     {
-        var key = await _key.Value;
+        var key = await KeyAsync();
         var plain = cursor.ToBytes();
         var sealedBytes = new byte[NonceSize + plain.Length + TagSize];
         RandomNumberGenerator.Fill(sealedBytes.AsSpan(0, NonceSize));
@@ -108,7 +125,7 @@ internal sealed class SearchCursorProtector(SharedSecrets secrets)
         var plain = new byte[plainLength];
         try
         {
-            using var aes = new AesGcm(await _key.Value, TagSize);
+            using var aes = new AesGcm(await KeyAsync(), TagSize);
             aes.Decrypt(sealedBytes.AsSpan(0, NonceSize), sealedBytes.AsSpan(NonceSize, plainLength),
                 sealedBytes.AsSpan(NonceSize + plainLength), plain);
         }

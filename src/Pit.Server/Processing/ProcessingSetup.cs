@@ -6,7 +6,12 @@ internal static class ProcessingSetup
     {
         services.AddOptions<ProcessingOptions>().Bind(configuration.GetSection("Pit:Processing"))
             .Validate(o => o.BatchSize is >= 1 and <= 10_000, "Pit:Processing:BatchSize must be 1-10000.")
+            .Validate(o => o.MaxQueuedBytes >= 1, "Pit:Processing:MaxQueuedBytes must be positive.")
+            .Validate(o => o.MaxQueuedSubmissions >= 1, "Pit:Processing:MaxQueuedSubmissions must be positive.")
+            .Validate(o => o.MaxQueuedAuditEntries >= 1, "Pit:Processing:MaxQueuedAuditEntries must be positive.")
             .ValidateOnStart();
+        // Kubernetes waits 30 s after SIGTERM before it kills; finish well inside that.
+        services.AddOptions<HostOptions>().Configure(o => o.ShutdownTimeout = configuration.GetValue("Pit:ShutdownTimeout", TimeSpan.FromSeconds(25)));
         services.AddSingleton<ProcessingSignal>();
         services.AddSingleton<SubmissionQueue>();
         services.AddHostedService(sp => sp.GetRequiredService<SubmissionQueue>());

@@ -16,6 +16,15 @@ public sealed class ProcessingOptions
 
     /// <summary>How often an idle processor looks for work committed by other instances.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Bytes that submissions waiting for their commit may hold before new ones are answered 503 (default 256 MB).</summary>
+    public long MaxQueuedBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Submissions that may wait for their commit before new ones are answered 503 (default 10 000).</summary>
+    public int MaxQueuedSubmissions { get; set; } = 10_000;
+
+    /// <summary>Audit entries that may wait for their write; beyond it entries are counted, logged and dropped (default 100 000).</summary>
+    public int MaxQueuedAuditEntries { get; set; } = 100_000;
 }
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using Microsoft.Extensions.Options;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
 
@@ -10,27 +11,79 @@ namespace Pit.Server.Processing;
 /// commits whatever has queued up (up to <see cref="MaxBatch"/>) in one transaction and completes each request only
 /// after that commit. One fsync serves every request that arrived while the previous one was running.
 /// </summary>
-internal sealed partial class SubmissionQueue(ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, ILogger<SubmissionQueue> logger) : BackgroundService
+/// <remarks>
+/// The queue is bounded by count (<see cref="ProcessingOptions.MaxQueuedSubmissions"/>) and by the bytes its
+/// submissions hold (<see cref="ProcessingOptions.MaxQueuedBytes"/>), counted from hand-over until the request has
+/// its answer. A submission that would cross either bound is refused at once with
+/// <see cref="StoreUnavailableException"/> (503 + Retry-After): backpressure instead of a request that waits without
+/// end or memory that grows with what clients send. Nothing refused is stored.
+/// </remarks>
+internal sealed partial class SubmissionQueue(
+    ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionQueue> logger) : DrainingService
 {
     private const int MaxBatch = 256;
 
-    private readonly Channel<Pending> _channel = Channel.CreateBounded<Pending>(new BoundedChannelOptions(10_000)
+    // Object headers, the id, tenant and client strings, the hash: what a submission costs beyond its content.
+    private const int OverheadBytes = 256;
+
+    private readonly Channel<Pending> _channel = Channel.CreateBounded<Pending>(new BoundedChannelOptions(options.Value.MaxQueuedSubmissions)
     {
         SingleReader = true,
         FullMode = BoundedChannelFullMode.Wait,
     });
 
-    /// <summary>Returns once <paramref name="submission"/> is durably stored; throws when it could not be stored.</summary>
+    private long _queuedBytes;
+
+    /// <summary>Bytes held by submissions handed over and not yet answered.</summary>
+    public long QueuedBytes => Interlocked.Read(ref _queuedBytes);
+
+    /// <summary>
+    /// Returns once <paramref name="submission"/> is durably stored; throws <see cref="StoreUnavailableException"/>
+    /// when it could not be stored or the queue is full or closed (never waits for room).
+    /// </summary>
     public async Task AddAsync(NewSubmission submission, CancellationToken cancellationToken)
     {
-        // The POST's span names the submission, so its processing (span pit.submissions.apply) can be found.
-        var request = Activity.Current;
-        request?.SetTag("pit.submission.id", submission.Id.ToString("D"));
-        var pending = new Pending(submission, request?.Context);
-        await _channel.Writer.WriteAsync(pending, cancellationToken);
+        var size = SizeOf(submission);
+        var before = Interlocked.Add(ref _queuedBytes, size) - size;
 
-        // Not cancellable from here on: the submission may already be in the batch being committed.
-        await pending.Completion.Task;
+        // An empty queue takes any one submission, so a limit below the largest accepted body cannot refuse it forever.
+        if (before > 0 && before + size > options.Value.MaxQueuedBytes)
+        {
+            Interlocked.Add(ref _queuedBytes, -size);
+            LogQueueFull(logger, before, options.Value.MaxQueuedBytes);
+            throw new StoreUnavailableException("The submission queue is full.");
+        }
+
+        try
+        {
+            // The POST's span names the submission, so its processing (span pit.submissions.apply) can be found.
+            var request = Activity.Current;
+            request?.SetTag("pit.submission.id", submission.Id.ToString("D"));
+            var pending = new Pending(submission, request?.Context);
+            if (!_channel.Writer.TryWrite(pending))
+            {
+                // Full by count, or completed because the server is shutting down.
+                throw new StoreUnavailableException("The submission queue is full or closed.");
+            }
+
+            // Not cancellable from here on: the submission may already be in the batch being committed.
+            await pending.Completion.Task;
+        }
+        finally
+        {
+            Interlocked.Add(ref _queuedBytes, -size);
+        }
+    }
+
+    private static long SizeOf(NewSubmission submission)
+    {
+        long size = OverheadBytes + submission.Content.Length + submission.ContentHash.Length;
+        foreach (var key in submission.Keys)
+        {
+            size += 2L * (key.System.Length + key.Value.Length) + 48;
+        }
+
+        return size;
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -77,14 +130,13 @@ internal sealed partial class SubmissionQueue(ISubmissionQueueStore store, Proce
         }
     }
 
-    public override async Task StopAsync(CancellationToken cancellationToken)
-    {
-        _channel.Writer.TryComplete();
-        await base.StopAsync(cancellationToken);
-    }
+    protected override void CompleteIntake() => _channel.Writer.TryComplete();
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Error, Message = "Committing {Count} submissions failed; their requests are answered 503")]
     private static partial void LogCommitFailed(ILogger logger, Exception exception, int count);
+
+    [LoggerMessage(EventId = 11, Level = LogLevel.Warning, Message = "Submission queue full ({QueuedBytes} of {MaxQueuedBytes} bytes); a submission is answered 503")]
+    private static partial void LogQueueFull(ILogger logger, long queuedBytes, long maxQueuedBytes);
 
     private sealed class Pending(NewSubmission submission, ActivityContext? request)
     {
@@ -96,8 +148,19 @@ internal sealed partial class SubmissionQueue(ISubmissionQueueStore store, Proce
     }
 }
 
-/// <summary>The store could not take the write; the client should retry later (503).</summary>
-internal sealed class StoreUnavailableException(string message, Exception inner) : Exception(message, inner);
+/// <summary>The store could not take the write, or the queue had no room; the client should retry later (503).</summary>
+internal sealed class StoreUnavailableException : Exception
+{
+    public StoreUnavailableException(string message)
+        : base(message)
+    {
+    }
+
+    public StoreUnavailableException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+}
 
 /// <summary>Wakes the processor when new submissions have been committed.</summary>
 internal sealed class ProcessingSignal

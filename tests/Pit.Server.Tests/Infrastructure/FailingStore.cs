@@ -13,11 +13,22 @@ internal static class StoreDecoration
         var original = services.Last(d => d.ServiceType == typeof(TStore));
         services.Replace(ServiceDescriptor.Singleton(sp => decorate((TStore)original.ImplementationFactory!(sp))));
     }
+
+    /// <summary>Completes <paramref name="stalled"/> and waits for <paramref name="until"/>, when set.</summary>
+    internal static async Task StallAsync(Task? until, TaskCompletionSource stalled)
+    {
+        if (until is not null)
+        {
+            stalled.TrySetResult();
+            await until;
+        }
+    }
 }
 
-/// <summary>The real queue whose first <see cref="WritesToFail"/> group commits fail.</summary>
+/// <summary>The real queue whose first <see cref="WritesToFail"/> group commits (or applies) fail, or whose commits stall.</summary>
 internal sealed class FailingQueueStore(ISubmissionQueueStore inner) : ISubmissionQueueStore
 {
+    private readonly TaskCompletionSource _commitStalled = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _writes;
     private int _applies;
     private int _failedWrites;
@@ -28,7 +39,13 @@ internal sealed class FailingQueueStore(ISubmissionQueueStore inner) : ISubmissi
 
     public int FailedWrites => Volatile.Read(ref _failedWrites);
 
-    public Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
+    /// <summary>When set, every submission commit waits for it first (a stalled disk).</summary>
+    public Task? StallCommitsUntil { get; init; }
+
+    /// <summary>Completes once a commit is waiting on <see cref="StallCommitsUntil"/>.</summary>
+    public Task CommitStalled => _commitStalled.Task;
+
+    public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
         if (Interlocked.Increment(ref _writes) <= WritesToFail)
         {
@@ -36,7 +53,8 @@ internal sealed class FailingQueueStore(ISubmissionQueueStore inner) : ISubmissi
             throw new IOException("simulated disk failure");
         }
 
-        return inner.AddSubmissionsAsync(batch, cancellationToken);
+        await StoreDecoration.StallAsync(StallCommitsUntil, _commitStalled);
+        await inner.AddSubmissionsAsync(batch, cancellationToken);
     }
 
     public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) => inner.GetSubmissionAsync(id, cancellationToken);
@@ -56,4 +74,37 @@ internal sealed class FailingFeedStore(IPatientFeedStore inner) : IPatientFeedSt
         throw new InvalidOperationException("simulated bug");
 
     public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
+}
+
+/// <summary>The real secret store whose first <see cref="ReadsToFail"/> reads fail (a store blip).</summary>
+internal sealed class FailingSecretStore(ISharedSecretStore inner) : ISharedSecretStore
+{
+    private int _reads;
+
+    public int ReadsToFail { get; init; }
+
+    public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
+        Interlocked.Increment(ref _reads) <= ReadsToFail
+            ? Task.FromException<byte[]>(new IOException("simulated store blip"))
+            : inner.GetOrCreateSecretAsync(name, create, cancellationToken);
+}
+
+/// <summary>The real audit store whose writes wait for <see cref="StallUntil"/>.</summary>
+internal sealed class StallingAuditStore(IAuditStore inner) : IAuditStore
+{
+    private readonly TaskCompletionSource _stalled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task? StallUntil { get; init; }
+
+    /// <summary>Completes once a write is waiting on <see cref="StallUntil"/>.</summary>
+    public Task Stalled => _stalled.Task;
+
+    public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        await StoreDecoration.StallAsync(StallUntil, _stalled);
+        await inner.AppendAuditAsync(entries, cancellationToken);
+    }
+
+    public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
+        inner.ReadAuditAsync(organisation, limit, cancellationToken);
 }

@@ -6,24 +6,29 @@ namespace Pit.Server.Tests.Infrastructure;
 
 /// <summary>
 /// The crash scenario every store must survive: a server process takes a load of submissions, is killed with
-/// SIGKILL mid-load, and is started again over the same store. Every 202 must end applied, none twice, and nothing
-/// may appear that was never sent (a request cut by the kill may or may not have been stored).
+/// SIGKILL mid-load (or stopped another way, such as SIGTERM), and is started again over the same store. Every 202
+/// must end applied, none twice, nothing answered 503 may be stored, and nothing may appear that was never sent (a
+/// request cut by the stop may or may not have been stored).
 /// </summary>
 internal static class KillUnderLoad
 {
     public static string ServerDll => typeof(PitApp).Assembly.Location;
 
-    public static async Task RunAsync(string dataDirectory, IDictionary<string, string?>? settings = null)
+    /// <param name="dataDirectory">The server's folder, kept across the restart.</param>
+    /// <param name="settings">Server configuration for both runs.</param>
+    /// <param name="stop">Stops the loaded server; SIGKILL by default.</param>
+    public static async Task RunAsync(string dataDirectory, IDictionary<string, string?>? settings = null, Func<ServerProcess, Task>? stop = null)
     {
         var accepted = new ConcurrentBag<(string Fnr, string StatusPath)>();
+        var refused = new ConcurrentBag<string>();
         var attempted = new ConcurrentBag<string>();
         await using (var server = await ServerProcess.StartAsync(ServerDll, dataDirectory, settings))
         {
             using var client = server.CreateClient();
-            using var stop = new CancellationTokenSource();
+            using var done = new CancellationTokenSource();
             var load = Enumerable.Range(0, 6).Select(_ => Task.Run(async () =>
             {
-                while (!stop.IsCancellationRequested)
+                while (!done.IsCancellationRequested)
                 {
                     var fnr = TestPatients.NewFnr();
                     attempted.Add(fnr);
@@ -33,6 +38,10 @@ internal static class KillUnderLoad
                         if (response.StatusCode == HttpStatusCode.Accepted)
                         {
                             accepted.Add((fnr, response.Content.Headers.ContentLocation!.PathAndQuery));
+                        }
+                        else if (response.StatusCode == HttpStatusCode.ServiceUnavailable)
+                        {
+                            refused.Add(fnr);
                         }
                     }
                     catch (HttpRequestException)
@@ -49,8 +58,8 @@ internal static class KillUnderLoad
             }
 
             Assert.True(accepted.Count >= 150, $"The load should have had 150 submissions accepted before the kill; got {accepted.Count}.");
-            await server.KillAsync();
-            await stop.CancelAsync();
+            await (stop ?? (s => s.KillAsync()))(server);
+            await done.CancelAsync();
             await Task.WhenAll(load);
         }
 
@@ -75,5 +84,6 @@ internal static class KillUnderLoad
         Assert.All(stored, s => Assert.Equal("1", s.Version));
         Assert.Subset(stored.Select(s => s.Fnr).ToHashSet(), accepted.Select(a => a.Fnr).ToHashSet());
         Assert.Subset(attempted.ToHashSet(), stored.Select(s => s.Fnr).ToHashSet());
+        Assert.Empty(refused.Intersect(stored.Select(s => s.Fnr)));
     }
 }
