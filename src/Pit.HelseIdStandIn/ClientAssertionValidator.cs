@@ -17,12 +17,12 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
     private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
     private readonly ConcurrentDictionary<string, DateTimeOffset> _seen = new(StringComparer.Ordinal);
 
-    /// <summary>The registered client, or an error description.</summary>
-    public async Task<(StandInClientOptions? Client, string? Error)> ValidateAsync(string assertion, string? clientIdParameter)
+    /// <summary>The registered client and its verified assertion, or an error description.</summary>
+    public async Task<(StandInClientOptions? Client, JsonWebToken? Assertion, string? Error)> ValidateAsync(string assertion, string? clientIdParameter)
     {
         if (assertion.Length > 16_384)
         {
-            return (null, "client assertion too long");
+            return (null, null, "client assertion too long");
         }
 
         JsonWebToken unverified;
@@ -32,13 +32,13 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
         }
         catch (ArgumentException)
         {
-            return (null, "client assertion is not a JWT");
+            return (null, null, "client assertion is not a JWT");
         }
 
         var client = issuer.Clients.FirstOrDefault(c => string.Equals(c.ClientId, unverified.Issuer, StringComparison.Ordinal));
         if (client is null || (clientIdParameter is not null && clientIdParameter != client.ClientId))
         {
-            return (null, "unknown client");
+            return (null, null, "unknown client");
         }
 
         var parameters = new TokenValidationParameters
@@ -54,18 +54,18 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
         var result = await _handler.ValidateTokenAsync(assertion, parameters);
         if (!result.IsValid)
         {
-            return (null, "client assertion is invalid");
+            return (null, null, "client assertion is invalid");
         }
 
         var token = (JsonWebToken)result.SecurityToken;
         if (token.Subject != client.ClientId)
         {
-            return (null, "client assertion sub must equal iss");
+            return (null, null, "client assertion sub must equal iss");
         }
 
         if (string.IsNullOrEmpty(token.Id))
         {
-            return (null, "client assertion has no jti");
+            return (null, null, "client assertion has no jti");
         }
 
         var now = time.GetUtcNow();
@@ -82,9 +82,9 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
 
         if (_seen.Count >= MaxSeenAssertions || !_seen.TryAdd(client.ClientId + " " + token.Id, new DateTimeOffset(token.ValidTo, TimeSpan.Zero).AddSeconds(5)))
         {
-            return (null, "client assertion was already used");
+            return (null, null, "client assertion was already used");
         }
 
-        return (client, null);
+        return (client, token, null);
     }
 }
