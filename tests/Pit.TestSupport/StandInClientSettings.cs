@@ -1,10 +1,10 @@
 using Pit.HelseIdStandIn;
 
-namespace Pit.Server.Tests.Infrastructure;
+namespace Pit.TestSupport;
 
 /// <summary>
 /// Registers stand-in clients the way an operator would: as <c>Pit:Auth:StandIn:Clients:N:*</c> configuration keys
-/// for <see cref="TestServer.StartAsync"/>.
+/// for a test server's configuration.
 /// </summary>
 public static class StandInClientSettings
 {
