@@ -156,6 +156,19 @@ public sealed class MultiTenantTests : IAsyncLifetime
         Assert.Contains("unauthorized_client", stranger.Error, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_development_multi_tenant_client_acts_for_its_example_customers_with_the_development_key()
+    {
+        var dev = new[] { "--base-url", _server.BaseAddress.AbsoluteUri, "--authority", RealPit.Authority(_server).AbsoluteUri, "--client-id", "pit-dev-saas-client" };
+
+        var customer = await CliRun.RunAsync(RealPit.RepositoryRoot(), ["--dev", .. dev, "--org", "940000009", "--child-org", "930000000", "token"]);
+        var other = await CliRun.RunAsync(RealPit.RepositoryRoot(), ["--dev", .. dev, "--org", Stranger, "token"]);
+
+        Assert.True(customer.ExitCode == 0, customer.ToString());
+        Assert.Contains("\"helseid://claims/client/claims/orgnr_parent\": \"940000009\"", customer.Out, StringComparison.Ordinal);
+        Assert.True(other.ExitCode == 4, other.ToString());
+    }
+
     [Theory]
     [InlineData("--org", "92000000")]
     [InlineData("--child-org", "NO:ORGNR:920000002")]
