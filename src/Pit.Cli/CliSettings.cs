@@ -120,6 +120,14 @@ internal sealed record CliSettings
             throw new CliException("No client key: pass --key-file, set PIT_KEY_FILE or keyFile in the config file (or use --dev).", ExitCodes.Usage);
         }
 
+        foreach (var (value, what) in new[] { (OrganisationNumber, "--org (PIT_ORG)"), (ChildOrganisationNumber, "--child-org (PIT_CHILD_ORG)") })
+        {
+            if (value is not null && (value.Length != 9 || !value.All(char.IsAsciiDigit)))
+            {
+                throw new CliException($"The organisation number {what} '{value}' is not 9 digits.", ExitCodes.Usage);
+            }
+        }
+
         var clientKey = await ReadKeyAsync(context, KeyFile, dev, cancellationToken).ConfigureAwait(false);
         var dpopKey = DpopKeyFile is null ? null : await ReadKeyAsync(context, DpopKeyFile, dev, cancellationToken).ConfigureAwait(false);
         return new PitClientOptions

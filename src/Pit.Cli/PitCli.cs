@@ -17,7 +17,7 @@ internal sealed class PitCli
     public readonly Option<string?> DpopKeyFile = new("--dpop-key-file") { Description = "A separate private JWK for DPoP proofs (env PIT_DPOP_KEY_FILE); default: the client key.", Recursive = true };
     public readonly Option<string[]> Scope = new("--scope") { Description = "Scope to request; repeatable (env PIT_SCOPES, space-separated).", Recursive = true, AllowMultipleArgumentsPerToken = false };
     public readonly Option<string?> Org = new("--org") { Description = "Multi-tenant clients: organisation number to act for (env PIT_ORG).", Recursive = true };
-    public readonly Option<string?> ChildOrg = new("--child-org") { Description = "Multi-tenant clients: sub-unit organisation number (env PIT_CHILD_ORG).", Recursive = true };
+    public readonly Option<string?> ChildOrg = new("--child-org") { Description = "Sub-unit organisation number: under --org for multi-tenant clients, alone for a single-tenant client's sub-unit (env PIT_CHILD_ORG).", Recursive = true };
 
     private readonly CliContext _context;
 

@@ -30,7 +30,11 @@ public sealed class HelseIdClientOptions
     /// </summary>
     public string? OrganisationNumber { get; set; }
 
-    /// <summary>For multi-tenant clients: the optional sub-unit (9 digits) under <see cref="OrganisationNumber"/>.</summary>
+    /// <summary>
+    /// The optional sub-unit (9 digits): for multi-tenant clients under <see cref="OrganisationNumber"/>; for
+    /// single-tenant clients alone (leave <see cref="OrganisationNumber"/> null), sent in HelseID's sub-unit form
+    /// (system <c>urn:oid:2.16.578.1.12.4.1.2.101</c>).
+    /// </summary>
     public string? ChildOrganisationNumber { get; set; }
 
     /// <summary>How long before expiry a cached token is renewed. Default 60 seconds.</summary>

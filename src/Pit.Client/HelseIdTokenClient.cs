@@ -156,10 +156,9 @@ public sealed class HelseIdTokenClient : IDpopTokenSource
             ["nbf"] = now.ToUnixTimeSeconds(),
             ["exp"] = (now + _options.ClientAssertionLifetime).ToUnixTimeSeconds(),
         };
-        if (_options.OrganisationNumber is { Length: > 0 } parent)
+        if (OrganisationIdentifier() is { } identifier)
         {
-            // HelseID's multi-tenant form: the organisation the client acts for, as an authorization_details entry.
-            var value = _options.ChildOrganisationNumber is { Length: > 0 } child ? $"NO:ORGNR:{parent}:{child}" : $"NO:ORGNR:{parent}";
+            // HelseID's form for naming the organisation a token is asked for: one authorization_details entry.
             claims["authorization_details"] = new[]
             {
                 new Dictionary<string, object>(StringComparer.Ordinal)
@@ -171,9 +170,9 @@ public sealed class HelseIdTokenClient : IDpopTokenSource
                         {
                             ["identifier"] = new Dictionary<string, object>(StringComparer.Ordinal)
                             {
-                                ["system"] = "urn:oid:1.0.6523",
+                                ["system"] = identifier.System,
                                 ["type"] = "ENH",
-                                ["value"] = value,
+                                ["value"] = identifier.Value,
                             },
                         },
                     },
@@ -186,6 +185,23 @@ public sealed class HelseIdTokenClient : IDpopTokenSource
             Claims = claims,
             SigningCredentials = _options.ClientKey.SigningCredentials,
         });
+    }
+
+    /// <summary>
+    /// Multi-tenant (a parent, perhaps with a child): ISO 6523 <c>NO:ORGNR:parent[:child]</c>. Single-tenant naming
+    /// only a sub-unit: the child's number under HelseID's sub-unit system. Nothing when neither is set.
+    /// </summary>
+    private (string System, string Value)? OrganisationIdentifier()
+    {
+        var parent = _options.OrganisationNumber is { Length: > 0 } p ? p : null;
+        var child = _options.ChildOrganisationNumber is { Length: > 0 } c ? c : null;
+        return (parent, child) switch
+        {
+            (not null, not null) => ("urn:oid:1.0.6523", $"NO:ORGNR:{parent}:{child}"),
+            (not null, null) => ("urn:oid:1.0.6523", $"NO:ORGNR:{parent}"),
+            (null, not null) => ("urn:oid:2.16.578.1.12.4.1.2.101", child),
+            _ => null,
+        };
     }
 
     private PitAccessToken ParseTokenResponse(string body, HttpStatusCode status)

@@ -23,12 +23,12 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
     // Keyed by a hash of (client, jti), bucketed by exp: a replayed assertion has the same exp, so the same bucket.
     private readonly TimeBucketedSet _seen = new(bucketSeconds: 10, windowSeconds: MaxLifetimeSeconds + 10, SeenPerBucket);
 
-    /// <summary>The registered client, or an error description.</summary>
-    public async Task<(StandInClientOptions? Client, string? Error)> ValidateAsync(string assertion, string? clientIdParameter)
+    /// <summary>The registered client and its verified assertion, or an error description.</summary>
+    public async Task<(StandInClientOptions? Client, JsonWebToken? Assertion, string? Error)> ValidateAsync(string assertion, string? clientIdParameter)
     {
         if (assertion.Length > 16_384)
         {
-            return (null, "client assertion too long");
+            return (null, null, "client assertion too long");
         }
 
         JsonWebToken unverified;
@@ -38,13 +38,13 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
         }
         catch (ArgumentException)
         {
-            return (null, "client assertion is not a JWT");
+            return (null, null, "client assertion is not a JWT");
         }
 
         var client = issuer.Clients.FirstOrDefault(c => string.Equals(c.ClientId, unverified.Issuer, StringComparison.Ordinal));
         if (client is null || (clientIdParameter is not null && clientIdParameter != client.ClientId))
         {
-            return (null, "unknown client");
+            return (null, null, "unknown client");
         }
 
         var parameters = new TokenValidationParameters
@@ -60,31 +60,31 @@ internal sealed class ClientAssertionValidator(StandInIssuer issuer, TimeProvide
         var result = await _handler.ValidateTokenAsync(assertion, parameters);
         if (!result.IsValid)
         {
-            return (null, "client assertion is invalid");
+            return (null, null, "client assertion is invalid");
         }
 
         var token = (JsonWebToken)result.SecurityToken;
         if (token.Subject != client.ClientId)
         {
-            return (null, "client assertion sub must equal iss");
+            return (null, null, "client assertion sub must equal iss");
         }
 
         if (string.IsNullOrEmpty(token.Id))
         {
-            return (null, "client assertion has no jti");
+            return (null, null, "client assertion has no jti");
         }
 
         var expires = new DateTimeOffset(token.ValidTo, TimeSpan.Zero).ToUnixTimeSeconds();
         if (expires > time.GetUtcNow().ToUnixTimeSeconds() + MaxLifetimeSeconds)
         {
-            return (null, $"client assertion lives too long (at most {MaxLifetimeSeconds} s)");
+            return (null, null, $"client assertion lives too long (at most {MaxLifetimeSeconds} s)");
         }
 
         return _seen.TryAdd(SeenKey(client.ClientId, token.Id), expires) switch
         {
-            TimeBucketedSetResult.Added => (client, null),
-            TimeBucketedSetResult.Full => (null, "too many client assertions right now; retry shortly"),
-            _ => (null, "client assertion was already used"),
+            TimeBucketedSetResult.Added => (client, token, null),
+            TimeBucketedSetResult.Full => (null, null, "too many client assertions right now; retry shortly"),
+            _ => (null, null, "client assertion was already used"),
         };
     }
 

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
-using Pit.Security;
+using Microsoft.Extensions.Options;
 
 namespace Pit.HelseIdStandIn;
 
@@ -19,7 +19,8 @@ public static class StandInEndpoints
     /// </summary>
     public static IServiceCollection AddHelseIdStandIn(this IServiceCollection services, IConfigurationSection section)
     {
-        services.AddOptions<StandInOptions>().Bind(section);
+        services.AddOptions<StandInOptions>().Bind(section).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StandInOptions>, StandInOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<StandInIssuer>();
         services.TryAddSingleton<ClientAssertionValidator>();
@@ -97,11 +98,18 @@ public static class StandInEndpoints
         }
 
         var clientIdParameter = form["client_id"].Count == 1 ? form["client_id"].ToString() : null;
-        var (client, assertionError) = await assertions.ValidateAsync(form["client_assertion"].ToString(), clientIdParameter);
-        if (client is null)
+        var (client, assertion, assertionError) = await assertions.ValidateAsync(form["client_assertion"].ToString(), clientIdParameter);
+        if (client is null || assertion is null)
         {
             logger.LogInformation("Stand-in token request refused: {Reason}", assertionError);
             return Error("invalid_client", assertionError!);
+        }
+
+        var (grant, grantError, grantDescription) = OrganisationGrant.Resolve(client, assertion);
+        if (grant is null)
+        {
+            logger.LogInformation("Stand-in token request of client {ClientId} refused: {Error} {Reason}", client.ClientId, grantError, grantDescription);
+            return Error(grantError!, grantDescription!);
         }
 
         var requested = form["scope"].ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries);
@@ -111,8 +119,8 @@ public static class StandInEndpoints
         }
 
         var scopes = requested.Length > 0 ? requested : client.Scopes;
-        var token = issuer.CreateAccessToken(client, scopes, proof.Jkt);
-        logger.LogInformation("Stand-in issued an access token to client {ClientId}", client.ClientId);
+        var token = issuer.CreateAccessToken(client, grant, scopes, proof.Jkt);
+        logger.LogInformation("Stand-in issued an access token to client {ClientId} for organisation {OrgnrParent}", client.ClientId, grant.OrgnrParent);
         context.Response.Headers.CacheControl = "no-store";
         var body = new JsonObject
         {

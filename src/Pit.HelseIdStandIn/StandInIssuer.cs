@@ -26,6 +26,12 @@ public sealed class StandInIssuer : IDisposable
     /// <summary><see cref="HelseIdClaims.ClientName"/>.</summary>
     public const string ClientNameClaim = HelseIdClaims.ClientName;
 
+    /// <summary><see cref="HelseIdClaims.OrgnrSupplier"/>: the supplier of a multi-tenant client.</summary>
+    public const string OrgnrSupplierClaim = HelseIdClaims.OrgnrSupplier;
+
+    /// <summary><see cref="HelseIdClaims.ClientTenancy"/>: <c>single-tenant</c> or <c>multi-tenant</c>.</summary>
+    public const string ClientTenancyClaim = HelseIdClaims.ClientTenancy;
+
     /// <summary><see cref="HelseIdClaims.ClientAmr"/>.</summary>
     public const string ClientAmrClaim = HelseIdClaims.ClientAmr;
 
@@ -92,8 +98,11 @@ public sealed class StandInIssuer : IDisposable
     /// <summary>Registered clients.</summary>
     public IReadOnlyList<StandInClientOptions> Clients => _options.Clients;
 
-    /// <summary>Issues an RS256 <c>at+jwt</c> access token shaped like HelseID's client-credentials tokens.</summary>
-    public string CreateAccessToken(StandInClientOptions client, IReadOnlyCollection<string> scopes, string jkt)
+    /// <summary>
+    /// Issues an RS256 <c>at+jwt</c> access token shaped like HelseID's client-credentials tokens, for the
+    /// organisations of <paramref name="grant"/>.
+    /// </summary>
+    internal string CreateAccessToken(StandInClientOptions client, OrganisationGrant grant, IReadOnlyCollection<string> scopes, string jkt)
     {
         var now = _time.GetUtcNow().ToUnixTimeSeconds();
         var payload = new JsonObject
@@ -108,12 +117,18 @@ public sealed class StandInIssuer : IDisposable
             ["client_id"] = client.ClientId,
             ["client_amr"] = "private_key_jwt",
             [ClientAmrClaim] = "rsa_private_key",
-            [OrgnrParentClaim] = client.OrgnrParent,
+            [OrgnrParentClaim] = grant.OrgnrParent,
+            [ClientTenancyClaim] = client.Tenancy == StandInTenancy.MultiTenant ? "multi-tenant" : "single-tenant",
             ["jti"] = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)),
         };
-        if (!string.IsNullOrEmpty(client.OrgnrChild))
+        if (grant.OrgnrChild is not null)
         {
-            payload[OrgnrChildClaim] = client.OrgnrChild;
+            payload[OrgnrChildClaim] = grant.OrgnrChild;
+        }
+
+        if (grant.OrgnrSupplier is not null)
+        {
+            payload[OrgnrSupplierClaim] = grant.OrgnrSupplier;
         }
 
         if (!string.IsNullOrEmpty(client.ClientName))

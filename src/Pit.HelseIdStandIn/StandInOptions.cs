@@ -35,6 +35,16 @@ public sealed class StandInOptions
     public List<StandInClientOptions> Clients { get; set; } = [];
 }
 
+/// <summary>HelseID's two kinds of client configuration.</summary>
+public enum StandInTenancy
+{
+    /// <summary>Bound to one legal entity (<see cref="StandInClientOptions.OrgnrParent"/>).</summary>
+    SingleTenant,
+
+    /// <summary>A supplier's client that acts for the customers that delegated to it (<see cref="StandInClientOptions.Customers"/>).</summary>
+    MultiTenant,
+}
+
 /// <summary>A client registered with the stand-in (<c>Pit:Auth:StandIn:Clients:N</c>).</summary>
 public sealed class StandInClientOptions
 {
@@ -47,12 +57,43 @@ public sealed class StandInClientOptions
     /// <summary>The client's public JWK (RSA or EC members) that verifies its client assertions.</summary>
     public Dictionary<string, string> PublicJwk { get; set; } = [];
 
-    /// <summary>Legal entity, 9 digits (<c>orgnr_parent</c>).</summary>
-    public string OrgnrParent { get; set; } = "";
+    /// <summary>
+    /// <see cref="StandInTenancy.SingleTenant"/> (default) or <see cref="StandInTenancy.MultiTenant"/>, issued as
+    /// <c>helseid://claims/client/client_tenancy</c>.
+    /// </summary>
+    public StandInTenancy Tenancy { get; set; }
 
-    /// <summary>Sub-unit (<c>orgnr_child</c>), optional.</summary>
+    /// <summary>Single-tenant: the legal entity, 9 digits (<c>orgnr_parent</c>).</summary>
+    public string? OrgnrParent { get; set; }
+
+    /// <summary>Single-tenant: the sub-unit issued when the request names none (<c>orgnr_child</c>), optional.</summary>
     public string? OrgnrChild { get; set; }
+
+    /// <summary>Single-tenant: further sub-units of <see cref="OrgnrParent"/> the client may name in a request.</summary>
+    public string[] ChildOrganisations { get; set; } = [];
+
+    /// <summary>Multi-tenant: the supplier's own organisation number (<c>orgnr_supplier</c>).</summary>
+    public string? OrgnrSupplier { get; set; }
+
+    /// <summary>Multi-tenant: the customer organisations that delegated to the supplier.</summary>
+    public List<StandInCustomerOptions> Customers { get; set; } = [];
 
     /// <summary>Scopes the client may be granted.</summary>
     public string[] Scopes { get; set; } = [];
+
+    /// <summary>Every organisation number in this registration, for validation.</summary>
+    public IEnumerable<string> OrganisationNumbers() =>
+        new[] { OrgnrParent, OrgnrChild, OrgnrSupplier }.OfType<string>()
+            .Concat(ChildOrganisations)
+            .Concat(Customers.SelectMany(c => c.ChildOrganisations.Prepend(c.OrgnrParent)));
+}
+
+/// <summary>A customer of a multi-tenant client (<c>Pit:Auth:StandIn:Clients:N:Customers:M</c>).</summary>
+public sealed class StandInCustomerOptions
+{
+    /// <summary>The customer's legal entity (<c>orgnr_parent</c> of tokens issued for it).</summary>
+    public string OrgnrParent { get; set; } = "";
+
+    /// <summary>Sub-units of the customer the client may name (<c>orgnr_child</c>).</summary>
+    public string[] ChildOrganisations { get; set; } = [];
 }

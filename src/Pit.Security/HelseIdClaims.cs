@@ -15,6 +15,9 @@ public static class HelseIdClaims
     /// <summary>Supplier organisation number of multi-tenant clients.</summary>
     public const string OrgnrSupplier = "helseid://claims/client/claims/orgnr_supplier";
 
+    /// <summary><c>single-tenant</c> or <c>multi-tenant</c>.</summary>
+    public const string ClientTenancy = "helseid://claims/client/client_tenancy";
+
     /// <summary>The client's display name.</summary>
     public const string ClientName = "helseid://claims/client/client_name";
 

@@ -74,6 +74,23 @@ public sealed class HelseIdTokenClientTests
     }
 
     [Fact]
+    public async Task A_child_organisation_alone_is_sent_in_HelseIDs_single_tenant_sub_unit_form()
+    {
+        var stub = HelseIdStub(requireNonce: false);
+        var options = Options(ClientSigningKey.FromJwk(TestKeys.RsaPrivateJwk()), new ManualClock(Start));
+        options.ChildOrganisationNumber = "987654325";
+        var tokens = new HelseIdTokenClient(new HttpClient(stub), options);
+
+        await tokens.GetAccessTokenAsync();
+
+        var assertion = new JsonWebToken(ParseForm(stub.Seen.Single(r => r.Method == HttpMethod.Post).Body!)["client_assertion"]);
+        var payload = JsonDocument.Parse(Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Decode(assertion.EncodedPayload)).RootElement;
+        var identifier = payload.GetProperty("authorization_details")[0].GetProperty("practitioner_role").GetProperty("organization").GetProperty("identifier");
+        Assert.Equal("urn:oid:2.16.578.1.12.4.1.2.101", identifier.GetProperty("system").GetString());
+        Assert.Equal("987654325", identifier.GetProperty("value").GetString());
+    }
+
+    [Fact]
     public async Task Token_is_cached_and_renewed_before_it_expires()
     {
         var clock = new ManualClock(Start);

@@ -44,6 +44,9 @@ internal static class PitAuthSetup
         {
             EnsureStandInAllowed(environment, standInSection.Get<StandInOptions>() ?? new StandInOptions());
             services.AddHelseIdStandIn(standInSection);
+            services.AddOptions<StandInOptions>().Validate(
+                standIn => standIn.Clients.SelectMany(c => c.OrganisationNumbers()).All(OrganisationNumber.IsValid),
+                "Pit:Auth:StandIn:Clients: every organisation number (OrgnrParent, OrgnrChild, ChildOrganisations, OrgnrSupplier, Customers) must be 9 digits with a valid mod-11 control digit.");
             services.TryAddSingleton<ITokenEndpointDpopValidator, StandInTokenEndpointDpopValidator>();
         }
 

@@ -1,3 +1,4 @@
+using System.Security.Claims;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
 
@@ -24,23 +25,39 @@ internal sealed class ScopeRequirement(string scope) : AuthorizationHandler<Scop
     }
 }
 
-/// <summary>Requires exactly one <c>orgnr_parent</c> claim holding a valid organisation number.</summary>
+/// <summary>
+/// Requires exactly one <c>orgnr_parent</c> claim holding a valid organisation number (the tenant); <c>orgnr_child</c>
+/// and <c>orgnr_supplier</c> are optional, but when present each must be one valid organisation number too, since
+/// they are recorded with what the caller submits.
+/// </summary>
 internal sealed class OrganisationRequirement : AuthorizationHandler<OrganisationRequirement>, IAuthorizationRequirement
 {
+    /// <summary>The claim that failed, for the refusal's message.</summary>
+    internal sealed class Failure(OrganisationRequirement requirement, string claim) : AuthorizationFailureReason(requirement, "invalid " + claim)
+    {
+        public string Claim { get; } = claim;
+    }
+
     protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, OrganisationRequirement requirement)
     {
-        var claims = context.User.FindAll(HelseIdClaims.OrgnrParent).ToList();
-        if (claims.Count == 1 && OrganisationNumber.IsValid(claims[0].Value))
+        var invalid = !IsOneValid(context.User.FindAll(HelseIdClaims.OrgnrParent).ToList(), required: true) ? HelseIdClaims.OrgnrParent
+            : !IsOneValid(context.User.FindAll(HelseIdClaims.OrgnrChild).ToList(), required: false) ? HelseIdClaims.OrgnrChild
+            : !IsOneValid(context.User.FindAll(HelseIdClaims.OrgnrSupplier).ToList(), required: false) ? HelseIdClaims.OrgnrSupplier
+            : null;
+        if (invalid is null)
         {
             context.Succeed(requirement);
         }
         else
         {
-            context.Fail(new AuthorizationFailureReason(this, "invalid orgnr_parent"));
+            context.Fail(new Failure(this, invalid));
         }
 
         return Task.CompletedTask;
     }
+
+    private static bool IsOneValid(List<Claim> claims, bool required) =>
+        claims.Count == 0 ? !required : claims.Count == 1 && OrganisationNumber.IsValid(claims[0].Value);
 }
 
 /// <summary>Answers forbidden requests with a DPoP <c>insufficient_scope</c> challenge or an OperationOutcome naming the claim.</summary>
@@ -68,8 +85,10 @@ internal sealed class PitAuthorizationResultHandler(DpopProofValidator validator
         if (failed.OfType<OrganisationRequirement>().Any())
         {
             metrics.AuthFailure(Telemetry.AuthFailureReasons.InvalidOrganisation);
-            return AuthResponses.Forbidden($"The access token must carry claim {HelseIdClaims.OrgnrParent} with a valid 9-digit organisation number")
-                .ExecuteAsync(context);
+            var claim = failure?.FailureReasons.OfType<OrganisationRequirement.Failure>().FirstOrDefault()?.Claim ?? HelseIdClaims.OrgnrParent;
+            return AuthResponses.Forbidden(claim == HelseIdClaims.OrgnrParent
+                ? $"The access token must carry claim {HelseIdClaims.OrgnrParent} with a valid 9-digit organisation number"
+                : $"The access token's claim {claim} must be one valid 9-digit organisation number").ExecuteAsync(context);
         }
 
         return AuthResponses.Forbidden("The caller is not allowed to do this").ExecuteAsync(context);

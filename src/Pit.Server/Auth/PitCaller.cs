@@ -9,7 +9,10 @@ namespace Pit.Server.Auth;
 /// <param name="Organisation">orgnr_parent: the tenant.</param>
 /// <param name="OrgnrChild">orgnr_child, when present.</param>
 /// <param name="ReadsAllOrganisations">Listed in <c>Pit:Access:CrossOrganisationReaders</c>.</param>
-public sealed record PitCaller(string ClientId, string Organisation, string? OrgnrChild, bool ReadsAllOrganisations)
+/// <param name="ClientName">HelseID's <c>client_name</c>, when the token carries one.</param>
+/// <param name="OrgnrSupplier">orgnr_supplier: the supplier of a multi-tenant client, when present. Never the tenant.</param>
+public sealed record PitCaller(
+    string ClientId, string Organisation, string? OrgnrChild, bool ReadsAllOrganisations, string? ClientName = null, string? OrgnrSupplier = null)
 {
     /// <summary>The tenant a search or read is limited to, or null for cross-organisation readers.</summary>
     public string? ReadScope => ReadsAllOrganisations ? null : Organisation;
@@ -49,9 +52,12 @@ public sealed record PitCaller(string ClientId, string Organisation, string? Org
         }
 
         var clientId = user.FindFirst(HelseIdClaims.ClientId)?.Value ?? "unknown";
-        var child = user.FindFirst(HelseIdClaims.OrgnrChild)?.Value;
-        return new PitCaller(clientId, org, child, options.CrossOrganisationReaders.Contains(org));
+        return new PitCaller(
+            clientId, org, Optional(user, HelseIdClaims.OrgnrChild), options.CrossOrganisationReaders.Contains(org),
+            Optional(user, HelseIdClaims.ClientName), Optional(user, HelseIdClaims.OrgnrSupplier));
     }
+
+    private static string? Optional(ClaimsPrincipal user, string type) => user.FindFirst(type)?.Value is { Length: > 0 } value ? value : null;
 }
 
 /// <summary>Options of section <c>Pit:Access</c>.</summary>

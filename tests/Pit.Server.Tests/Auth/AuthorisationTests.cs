@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
@@ -96,6 +97,40 @@ public sealed class AuthorisationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Endpoints_see_a_multi_tenant_callers_client_name_and_supplier_while_the_tenant_stays_orgnr_parent()
+    {
+        using var response = await GetWithTokenAsync(new AccessTokenSpec
+        {
+            ClientId = "pit-saas-client",
+            ClientName = "PIT SaaS test client",
+            OrgnrParent = TestServer.OtherOrganisation,
+            OrgnrChild = "987654325",
+            ExtraClaims = new Dictionary<string, JsonNode?> { [HelseIdClaims.OrgnrSupplier] = TestServer.DefaultOrganisation },
+        });
+        AuthAssert.PassedAuthentication(response);
+
+        var caller = Assert.Single(_callers.Callers, c => c.ClientId == "pit-saas-client");
+        Assert.Equal(TestServer.OtherOrganisation, caller.Organisation);
+        Assert.Equal(TestServer.OtherOrganisation, caller.ReadScope);
+        Assert.Equal("987654325", caller.OrgnrChild);
+        Assert.Equal(TestServer.DefaultOrganisation, caller.OrgnrSupplier);
+        Assert.Equal("PIT SaaS test client", caller.ClientName);
+    }
+
+    [Theory]
+    [InlineData(HelseIdClaims.OrgnrChild)]
+    [InlineData(HelseIdClaims.OrgnrSupplier)]
+    public async Task An_invalid_optional_organisation_claim_is_forbidden_naming_the_claim(string claim)
+    {
+        using var response = await GetWithTokenAsync(new AccessTokenSpec
+        {
+            ExtraClaims = new Dictionary<string, JsonNode?> { [claim] = "987654326" },
+        });
+
+        await AuthAssert.ForbiddenAsync(response, claim);
+    }
+
+    [Fact]
     public async Task Cross_organisation_readers_are_marked_from_configuration()
     {
         var callers = new CallerSink();
@@ -106,6 +141,14 @@ public sealed class AuthorisationTests : IAsyncLifetime
         using var response = await client.GetAsync("v1/Patient");
         AuthAssert.PassedAuthentication(response);
         Assert.True(Assert.Single(callers.Callers).ReadsAllOrganisations);
+    }
+
+    private async Task<HttpResponseMessage> GetWithTokenAsync(AccessTokenSpec spec)
+    {
+        using var key = DpopKey.CreateEcP256();
+        var token = _server.TokenMinter.Mint(spec with { Jkt = key.Thumbprint });
+        using var client = new HttpClient(new DpopHttpHandler(key, token) { InnerHandler = new SocketsHttpHandler() }) { BaseAddress = _server.BaseAddress };
+        return await client.GetAsync("v1/Patient");
     }
 
     private static async Task AssertInsufficientScopeAsync(HttpResponseMessage response, string scope)
