@@ -1,3 +1,4 @@
+using Microsoft.Net.Http.Headers;
 using System.Globalization;
 using System.Threading.RateLimiting;
 using Hl7.Fhir.Model;
@@ -91,9 +92,10 @@ internal static class PitRateLimiting
         var retryAfter = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
         var seconds = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds));
         context.RequestServices.GetRequiredService<PitMetrics>().RateLimited(context.User.FindFirst(HelseIdClaims.ClientId)?.Value ?? "unknown");
-        context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
-        await FhirResults.WriteAsync(context, Outcomes.Error(OperationOutcome.IssueType.Throttled,
-            $"Too many requests from this client. Retry after {seconds} s."), StatusCodes.Status429TooManyRequests);
+        await PitProblem.Error(StatusCodes.Status429TooManyRequests, OperationOutcome.IssueType.Throttled,
+                $"Too many requests from this client. Retry after {seconds} s.")
+            .WithHeader(HeaderNames.RetryAfter, seconds.ToString(CultureInfo.InvariantCulture))
+            .ExecuteAsync(context);
     }
 
     /// <summary>The partition of one client of one organisation.</summary>
