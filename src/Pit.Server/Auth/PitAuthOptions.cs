@@ -1,7 +1,7 @@
 namespace Pit.Server.Auth;
 
 /// <summary>Options of section <c>Pit:Auth</c>: the HelseID access token.</summary>
-public sealed class PitAuthOptions
+internal sealed class PitAuthOptions
 {
     /// <summary>
     /// HelseID issuer, exact, no trailing slash: <c>https://helseid-sts.test.nhn.no</c> (test) or
@@ -33,7 +33,7 @@ public sealed class PitAuthOptions
 }
 
 /// <summary>Options of section <c>Pit:Auth:DPoP</c>.</summary>
-public sealed class DpopOptions
+internal sealed class DpopOptions
 {
     /// <summary>Proof algorithms accepted and advertised in <c>algs</c>. Default: RS, PS and ES 256/384/512.</summary>
     public string[] Algorithms { get; set; } = [.. DpopAlgorithms.All];

@@ -11,7 +11,7 @@ using Pit.Server.Storage;
 namespace Pit.Server.Patients;
 
 /// <summary>Options of section <c>Pit:Validation</c>.</summary>
-public sealed class ValidationOptions
+internal sealed class ValidationOptions
 {
     /// <summary>Accept synthetic test identity numbers (month + 40 or + 80). Default true.</summary>
     public bool AllowSyntheticIdentifiers { get; set; } = true;

@@ -12,7 +12,7 @@ namespace Pit.Server.Processing;
 /// versions superseded inside one batch never become visible; their lastUpdated values are simply skipped.
 /// </para>
 /// </summary>
-public static class ApplyPlanner
+internal static class ApplyPlanner
 {
     /// <summary>The reason of a submission whose identifiers match two Patients.</summary>
     public const string AmbiguousReason = "The submission's identifiers belong to more than one existing Patient of this organisation.";

@@ -10,7 +10,7 @@ namespace Pit.Server.Storage;
 /// meta) with the server's id and meta spliced in right after <c>resourceType</c>. Splicing bytes keeps the
 /// processing step free of a second FHIR parse.
 /// </summary>
-public static class PatientJson
+internal static class PatientJson
 {
     /// <summary>The organisation-number system used for the tenant tag.</summary>
     public const string OrganisationSystem = "urn:oid:2.16.578.1.12.4.1.4.101";
@@ -63,7 +63,7 @@ public static class PatientJson
 /// Feed timestamps: microseconds since the Unix epoch, exposed as FHIR instants with six fractional digits, so the
 /// exposed precision is exactly the stored one and <c>gt</c> on an exposed value means "strictly after it".
 /// </summary>
-public static class FeedTime
+internal static class FeedTime
 {
     private const long TicksPerMicrosecond = TimeSpan.TicksPerMicrosecond;
 

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Options;
 namespace Pit.Server.Storage;
 
 /// <summary>Options of section <c>Pit:Secrets</c>: secret name to base64 value.</summary>
-public sealed class SharedSecretOptions
+internal sealed class SharedSecretOptions
 {
     /// <summary>The smallest secret accepted, in bytes.</summary>
     public const int MinimumBytes = 32;
@@ -37,7 +37,7 @@ internal sealed class SharedSecretOptionsValidator : IValidateOptions<SharedSecr
 /// Secrets every instance over one store must share (the cursor key, ...): taken from configuration when given
 /// (<c>Pit:Secrets:{name}</c>, base64, validated at start-up), otherwise generated once and kept in the store.
 /// </summary>
-public sealed class SharedSecrets(ISharedSecretStore store, IOptions<SharedSecretOptions> options)
+internal sealed class SharedSecrets(ISharedSecretStore store, IOptions<SharedSecretOptions> options)
 {
     /// <summary>The 32-byte secret called <paramref name="name"/>.</summary>
     public async Task<byte[]> GetAsync(string name, CancellationToken cancellationToken)

@@ -6,7 +6,7 @@ using Pit.Server.Storage.Sqlite;
 namespace Pit.Server.Storage;
 
 /// <summary>Options of section <c>Pit:Storage</c>.</summary>
-public sealed class StorageOptions
+internal sealed class StorageOptions
 {
     /// <summary><c>Sqlite</c> (default) or <c>Postgres</c>.</summary>
     public string Provider { get; set; } = "Sqlite";

@@ -5,14 +5,14 @@ namespace Pit.Server.Storage;
 // since the Unix epoch (UTC) throughout.
 
 /// <summary>The schema.</summary>
-public interface IStoreMigrator
+internal interface IStoreMigrator
 {
     /// <summary>Creates or migrates the schema. Safe to call from several processes at once.</summary>
     Task MigrateAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>The durable queue of accepted submissions, and applying it to the Patient feed.</summary>
-public interface ISubmissionQueueStore
+internal interface ISubmissionQueueStore
 {
     /// <summary>
     /// Stores the batch durably in one transaction (group commit) and returns only after it has committed.
@@ -38,7 +38,7 @@ public interface ISubmissionQueueStore
 }
 
 /// <summary>The Patient feed: current versions, by id and in keyset pages.</summary>
-public interface IPatientFeedStore
+internal interface IPatientFeedStore
 {
     /// <summary>The current version of the Patient, or null.</summary>
     Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken);
@@ -51,7 +51,7 @@ public interface IPatientFeedStore
 }
 
 /// <summary>Secrets shared by every instance over one store.</summary>
-public interface ISharedSecretStore
+internal interface ISharedSecretStore
 {
     /// <summary>
     /// A secret shared by all instances over this store: created with <paramref name="create"/> the first time,
@@ -61,7 +61,7 @@ public interface ISharedSecretStore
 }
 
 /// <summary>The audit log.</summary>
-public interface IAuditStore
+internal interface IAuditStore
 {
     /// <summary>Appends audit entries (batched by the caller).</summary>
     Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
@@ -71,7 +71,7 @@ public interface IAuditStore
 }
 
 /// <summary>Whether the store can be reached (the readiness check).</summary>
-public interface IStoreHealth
+internal interface IStoreHealth
 {
     /// <summary>Throws when the store cannot be reached.</summary>
     Task CheckHealthAsync(CancellationToken cancellationToken);
