@@ -11,6 +11,14 @@ if (args.Length > 0 && args[0] == "migrate")
     return;
 }
 
+// `dotnet Pit.Server.dll backup <file> [--Pit:Storage:...]` writes an online backup of the SQLite store to a new file
+// while the server runs (docs/OPERATIONS.md).
+if (args.Length > 1 && args[0] == "backup")
+{
+    Environment.ExitCode = await Pit.Server.Storage.Sqlite.SqliteBackup.RunAsync(args[2..], args[1], Console.Out, Console.Error, CancellationToken.None);
+    return;
+}
+
 var app = PitApp.Create(args);
 await app.RunAsync();
 

@@ -56,6 +56,12 @@ internal sealed class DpopOptions
     /// </summary>
     public string? NonceKey { get; set; }
 
+    /// <summary>
+    /// The retired nonce key during a rotation (base64, at least 32 bytes): nonces made with it are still accepted,
+    /// new nonces are made with <see cref="NonceKey"/>. Empty by default.
+    /// </summary>
+    public string? PreviousNonceKey { get; set; }
+
     /// <summary>Length of a nonce time bucket, seconds; a nonce is accepted in its bucket and the next. Default 300.</summary>
     public int NonceBucketSeconds { get; set; } = 300;
 

@@ -12,9 +12,12 @@ internal static class SqliteSetup
     public static IServiceCollection AddSqliteStorage(this IServiceCollection services, IHostEnvironment environment)
     {
         services.AddStoreEngine(sp => new SqlitePitStore(
-            sp.GetRequiredService<IOptions<StorageOptions>>().Value.ConnectionString
-                ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}",
+            ConnectionString(sp.GetRequiredService<IOptions<StorageOptions>>().Value, environment),
             sp.GetRequiredService<TimeProvider>()));
         return services;
     }
+
+    /// <summary>The configured connection string, else <c>data/pit.db</c> under the content root.</summary>
+    public static string ConnectionString(StorageOptions options, IHostEnvironment environment) =>
+        options.ConnectionString ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}";
 }
