@@ -19,6 +19,15 @@ if (args.Length > 1 && args[0] == "backup")
     return;
 }
 
+// `dotnet Pit.Server.dll audit-export --from 2026-01-01 --to 2026-02-01 [--organisation …] [--out file]` writes audit
+// entries as NDJSON (Audit/AuditExportCommand.cs).
+if (args.Length > 0 && args[0] == "audit-export")
+{
+    await using var stdout = Console.OpenStandardOutput();
+    Environment.ExitCode = await Pit.Server.Audit.AuditExportCommand.RunAsync(args[1..], stdout, Console.Error, CancellationToken.None);
+    return;
+}
+
 var app = PitApp.Create(args);
 await app.RunAsync();
 

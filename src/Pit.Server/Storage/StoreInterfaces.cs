@@ -66,8 +66,42 @@ internal interface IAuditStore
     /// <summary>Appends audit entries (batched by the caller).</summary>
     Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
 
-    /// <summary>Audit entries newest first, optionally for one organisation.</summary>
+    /// <summary>Audit entries newest first (by time, then by order of writing), optionally for one organisation.</summary>
     Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken);
+}
+
+/// <summary>The audit log in full, for the data protection officer (<c>audit-export</c>).</summary>
+public interface IAuditExportStore
+{
+    /// <summary>
+    /// Every audit entry with <paramref name="from"/> &lt;= at &lt; <paramref name="to"/>, optionally for one
+    /// organisation, oldest first, streamed (never all held in memory).
+    /// </summary>
+    IAsyncEnumerable<AuditEntry> ExportAuditAsync(long from, long to, string? organisation, CancellationToken cancellationToken);
+}
+
+/// <summary>Keeping stored history within its retention, off the request path (see Storage/StoreRetention.cs).</summary>
+public interface IRetentionStore
+{
+    /// <summary>
+    /// Gets the audit log ready for entries from <paramref name="from"/> to <paramref name="to"/> (PostgreSQL creates
+    /// the day partitions ahead, moving any rows the default partition caught; SQLite needs nothing). Safe to call from
+    /// several instances at once.
+    /// </summary>
+    Task PrepareAuditAsync(long from, long to, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Removes audit entries older than <paramref name="before"/>: at most <paramref name="maxRows"/> rows deleted by
+    /// one statement (PostgreSQL also drops whole day partitions that lie entirely before it). Returns the rows
+    /// deleted by statement, so the caller repeats while it gets <paramref name="maxRows"/>.
+    /// </summary>
+    Task<int> RemoveAuditBeforeAsync(long before, int maxRows, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Deletes at most <paramref name="maxRows"/> processed (not queued) submissions processed before
+    /// <paramref name="before"/>; their status then reads as unknown. Returns how many were deleted.
+    /// </summary>
+    Task<int> RemoveProcessedSubmissionsBeforeAsync(long before, int maxRows, CancellationToken cancellationToken);
 }
 
 /// <summary>Whether the store can be reached (the readiness check).</summary>

@@ -8,7 +8,7 @@ namespace Pit.Server.Storage.Sqlite;
 /// connections and run beside the writer.
 /// </summary>
 internal sealed partial class SqlitePitStore
-    : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAsyncDisposable
+    : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IAuditExportStore, IRetentionStore, IStoreHealth, IAsyncDisposable
 {
     private readonly string _connectionString;
     private readonly TimeProvider _time;
@@ -34,6 +34,11 @@ internal sealed partial class SqlitePitStore
             if (version < 1)
             {
                 await ExecuteAsync(writer, tx, SqliteSchema.Initial, cancellationToken);
+            }
+
+            if (version < 2)
+            {
+                await ExecuteAsync(writer, tx, SqliteSchema.RetentionIndexes, cancellationToken);
             }
 
             if (version < SqliteSchema.Version)
@@ -139,9 +144,14 @@ internal sealed partial class SqlitePitStore
             return (byte[])(await select.ExecuteScalarAsync(cancellationToken))!;
         }, cancellationToken);
 
+    /// <summary>
+    /// Appends a batch without an fsync of its own (<c>synchronous=NORMAL</c> for this transaction): the rows reach
+    /// the disk with the next durable commit on this file (the next group commit or apply) or the next checkpoint.
+    /// A process crash loses none of them; a power loss or OS crash can lose those committed since (docs/OPERATIONS.md).
+    /// </summary>
     public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
-        await InWriteTransactionAsync(async (writer, tx) =>
+        await InWriteTransactionAsync(durable: false, async (writer, tx) =>
         {
             await using var insert = Command(writer, tx, """
                 INSERT INTO audit_log (at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome)
@@ -206,16 +216,38 @@ internal sealed partial class SqlitePitStore
     /// Runs <paramref name="work"/> in one transaction on the single write connection, holding the write lock, and
     /// commits it (an exception rolls it back).
     /// </summary>
-    private async Task<T> InWriteTransactionAsync<T>(Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)
+    private Task<T> InWriteTransactionAsync<T>(Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(durable: true, work, cancellationToken);
+
+    /// <summary>
+    /// As above; with <paramref name="durable"/> false the commit does not wait for an fsync (<c>synchronous=NORMAL</c>
+    /// in WAL mode): it survives a process crash, and reaches the disk with the next durable commit or checkpoint.
+    /// </summary>
+    private async Task<T> InWriteTransactionAsync<T>(bool durable, Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
             var writer = await WriterAsync(cancellationToken);
-            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
-            var result = await work(writer, tx);
-            await tx.CommitAsync(cancellationToken);
-            return result;
+            if (!durable)
+            {
+                await ExecuteAsync(writer, "PRAGMA synchronous = NORMAL;", cancellationToken);
+            }
+
+            try
+            {
+                await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
+                var result = await work(writer, tx);
+                await tx.CommitAsync(cancellationToken);
+                return result;
+            }
+            finally
+            {
+                if (!durable)
+                {
+                    await ExecuteAsync(writer, "PRAGMA synchronous = FULL;", CancellationToken.None);
+                }
+            }
         }
         finally
         {
@@ -224,7 +256,10 @@ internal sealed partial class SqlitePitStore
     }
 
     private Task InWriteTransactionAsync(Func<SqliteConnection, SqliteTransaction, Task> work, CancellationToken cancellationToken) =>
-        InWriteTransactionAsync(async (writer, tx) =>
+        InWriteTransactionAsync(durable: true, work, cancellationToken);
+
+    private Task InWriteTransactionAsync(bool durable, Func<SqliteConnection, SqliteTransaction, Task> work, CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(durable, async (writer, tx) =>
         {
             await work(writer, tx);
             return true;

@@ -4,7 +4,7 @@ namespace Pit.Server.Storage.Sqlite;
 internal static class SqliteSchema
 {
     /// <summary>The version the code expects.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
     /// <summary>Version 1.</summary>
     public static readonly string Initial = $"""
@@ -54,5 +54,16 @@ internal static class SqliteSchema
             status INTEGER NOT NULL,
             outcome TEXT NOT NULL);
         CREATE INDEX audit_log_organisation ON audit_log(organisation, id);
+        """;
+
+    /// <summary>
+    /// Version 2: indexes for retention and export: audit entries by time (and per organisation by time), processed
+    /// submissions by processing time.
+    /// </summary>
+    public static readonly string RetentionIndexes = $"""
+        DROP INDEX audit_log_organisation;
+        CREATE INDEX audit_log_at ON audit_log(at);
+        CREATE INDEX audit_log_organisation_at ON audit_log(organisation, at);
+        {StoredRows.ProcessedSubmissionsIndex}
         """;
 }
