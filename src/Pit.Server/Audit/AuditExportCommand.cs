@@ -11,7 +11,7 @@ namespace Pit.Server.Audit;
 /// entry per line, oldest first, to the file or to standard output. For the data protection officer. Other
 /// arguments configure the store as for the server.
 /// </summary>
-public static class AuditExportCommand
+internal static class AuditExportCommand
 {
     /// <summary>Exit code for a usage error.</summary>
     public const int UsageError = 2;

@@ -1,7 +1,7 @@
 namespace Pit.Server.Processing;
 
 /// <summary>Options of section <c>Pit:Audit</c>.</summary>
-public sealed class AuditOptions
+internal sealed class AuditOptions
 {
     /// <summary>
     /// Audit entries are kept at least this many days (default 365; 1-3650). PostgreSQL drops a whole UTC day once all

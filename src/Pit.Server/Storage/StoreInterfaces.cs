@@ -71,7 +71,7 @@ internal interface IAuditStore
 }
 
 /// <summary>The audit log in full, for the data protection officer (<c>audit-export</c>).</summary>
-public interface IAuditExportStore
+internal interface IAuditExportStore
 {
     /// <summary>
     /// Every audit entry with <paramref name="from"/> &lt;= at &lt; <paramref name="to"/>, optionally for one
@@ -81,7 +81,7 @@ public interface IAuditExportStore
 }
 
 /// <summary>Keeping stored history within its retention, off the request path (see Storage/StoreRetention.cs).</summary>
-public interface IRetentionStore
+internal interface IRetentionStore
 {
     /// <summary>
     /// Gets the audit log ready for entries from <paramref name="from"/> to <paramref name="to"/> (PostgreSQL creates
