@@ -88,6 +88,9 @@ internal static class PostgresSchema
                 expires_at bigint NOT NULL);
             CREATE INDEX dpop_replay_keys_expiry ON dpop_replay_keys (expires_at);
             """),
+        (4, "submissions: client name for provenance", """
+            ALTER TABLE submissions ADD COLUMN client_name text;
+            """),
     ];
 
     /// <summary>The version the code expects.</summary>
