@@ -38,6 +38,13 @@ public static class ProvenanceExtensions
     /// <summary>The id of the submission that created the version (as in <c>/v1/submissions/{id}</c>).</summary>
     public const string SubmissionId = Namespace + "submission-id";
 
+    /// <summary>One sentence for the CapabilityStatement and the OpenAPI document.</summary>
+    public const string Description =
+        "Every stored version names who submitted it in meta.extension (valueString), set by the server from the access token: " +
+        ParentOrganizationNumber + " (orgnr_parent), " + ChildOrganizationNumber + " (orgnr_child, when present), " +
+        SourceClientId + " (client_id), " + SourceClientName + " (client name, when present) and " + SubmissionId +
+        " (the submission). A submitted Patient carrying any of these extensions is refused with 400.";
+
     /// <summary>Every provenance URL.</summary>
     public static FrozenSet<string> All { get; } =
         new[] { ParentOrganizationNumber, ChildOrganizationNumber, SourceClientId, SourceClientName, SubmissionId }.ToFrozenSet(StringComparer.Ordinal);

@@ -168,6 +168,19 @@ public sealed class SqliteProvenanceTests : ProvenanceTests
         Assert.DoesNotContain("http://example.org/x", patient.ToJsonString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_CapabilityStatement_and_the_OpenAPI_document_describe_the_provenance_extensions()
+    {
+        using var anonymous = Server.CreateAnonymousClient();
+
+        var statement = await anonymous.GetJsonAsync("v1/metadata", HttpStatusCode.OK);
+        var openApi = await anonymous.GetStringAsync("openapi/v1.json");
+
+        var patient = statement["rest"]![0]!["resource"]!.AsArray().Single(r => (string?)r!["type"] == "Patient")!;
+        Assert.All(ProvenanceExtensions.All, url => Assert.Contains(url, (string?)patient["documentation"], StringComparison.Ordinal));
+        Assert.All(ProvenanceExtensions.All, url => Assert.Contains(url, openApi, StringComparison.Ordinal));
+    }
+
     private protected override Task<Dictionary<string, string?>> SettingsAsync() => Task.FromResult(new Dictionary<string, string?>());
 }
 
