@@ -118,6 +118,11 @@ internal sealed class PatientSubmissionReader(FhirJson fhirJson, IOptions<Valida
             return new SubmissionReadResult(null, StatusCodes.Status400BadRequest, outcome);
         }
 
+        if (ClientProvenanceCheck.Check(patient) is { } provenanceIssues)
+        {
+            return new SubmissionReadResult(null, StatusCodes.Status400BadRequest, provenanceIssues);
+        }
+
         var keys = new List<PatientKey>();
         var identifierIssues = new OperationOutcome();
         for (var i = 0; i < patient.Identifier.Count; i++)
@@ -157,7 +162,7 @@ internal sealed class PatientSubmissionReader(FhirJson fhirJson, IOptions<Valida
         var content = fhirJson.Serialize(patient);
         var submission = new NewSubmission(
             Guid.CreateVersion7(), caller.Organisation, caller.ClientId, caller.OrgnrChild, content, SHA256.HashData(content),
-            keys, FeedTime.FromDateTimeOffset(time.GetUtcNow()));
+            keys, FeedTime.FromDateTimeOffset(time.GetUtcNow()), caller.ClientName);
         return new SubmissionReadResult(submission, StatusCodes.Status202Accepted, null);
     }
 

@@ -2,8 +2,13 @@ using Pit.Server.Storage;
 
 namespace Pit.Server.Processing;
 
-/// <summary>A queued submission as an engine hands it to <see cref="ApplyPlanner"/>.</summary>
-internal sealed record PendingSubmission(long Sequence, string Tenant, byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, TakenSubmission Taken = default);
+/// <summary>
+/// A queued submission as an engine hands it to <see cref="ApplyPlanner"/>; <see cref="Provenance"/> is who submitted
+/// it (engines always set it; only planner unit tests leave it out).
+/// </summary>
+internal sealed record PendingSubmission(
+    long Sequence, string Tenant, byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, TakenSubmission Taken = default,
+    SubmissionProvenance? Provenance = null);
 
 /// <summary>A stored Patient that one of the batch's identifiers points at, with all of its identifiers.</summary>
 internal sealed record ExistingPatient(string Id, string Tenant, int Version, byte[] ContentHash, long LastSequence, IReadOnlyList<PatientKey> Keys);

@@ -89,7 +89,7 @@ internal static class ApplyPlanner
         var lastUpdated = Math.Max(now, clock + 1);
 
         // Compose first: if it throws, nothing in the picture has changed.
-        var json = PatientJson.Compose(s.Content, id, version, lastUpdated, s.Tenant);
+        var json = PatientJson.Compose(s.Content, id, version, lastUpdated, s.Tenant, s.Provenance);
         var patient = current ?? picture.Add(id, s.Tenant);
         picture.ReplaceKeys(patient, keys);
         patient.Version = version;

@@ -12,9 +12,10 @@ internal readonly record struct PatientKey(string System, string Value);
 /// <param name="ContentHash">SHA-256 of <paramref name="Content"/>.</param>
 /// <param name="Keys">The person identifiers, used to match an existing Patient.</param>
 /// <param name="AcceptedAt">Acceptance time, microseconds since the epoch.</param>
+/// <param name="ClientName">The submitting client's HelseID client name, when the token carried a non-empty one.</param>
 internal sealed record NewSubmission(
     Guid Id, string Tenant, string ClientId, string? OrgnrChild,
-    byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, long AcceptedAt);
+    byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, long AcceptedAt, string? ClientName = null);
 
 /// <summary>Where a submission is in its life.</summary>
 internal enum SubmissionState

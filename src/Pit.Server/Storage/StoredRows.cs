@@ -18,6 +18,19 @@ internal static class StoredRows
         reader.IsDBNull(6) ? null : reader.GetInt32(6),
         reader.IsDBNull(7) ? null : reader.GetString(7));
 
+    /// <summary>The submission columns of its provenance besides id and tenant, in this order.</summary>
+    public const string ProvenanceColumns = "client_id, orgnr_child, client_name";
+
+    /// <summary>
+    /// The provenance of a claimed submission whose claim query selects <see cref="ProvenanceColumns"/> from column
+    /// <paramref name="first"/> on.
+    /// </summary>
+    public static SubmissionProvenance Provenance(Guid id, string tenant, DbDataReader reader, int first) => new(
+        id, tenant,
+        reader.IsDBNull(first + 1) ? null : reader.GetString(first + 1),
+        reader.GetString(first),
+        reader.IsDBNull(first + 2) ? null : reader.GetString(first + 2));
+
     /// <summary>The Patient columns every engine selects, in this order.</summary>
     public const string PatientColumns = "id, tenant, version, last_updated, json";
 

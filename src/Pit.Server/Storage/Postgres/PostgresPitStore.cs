@@ -20,8 +20,8 @@ internal sealed partial class PostgresPitStore
 {
     /// <summary>The insert of one accepted submission (also used by tests that simulate a slow group commit).</summary>
     internal const string InsertSubmissionSql = """
-        INSERT INTO submissions (id, tenant, client_id, orgnr_child, content, content_hash, key_systems, key_values, accepted_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+        INSERT INTO submissions (id, tenant, client_id, orgnr_child, content, content_hash, key_systems, key_values, accepted_at, client_name)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
         """;
 
     private readonly NpgsqlDataSource _dataSource;
@@ -120,6 +120,7 @@ internal sealed partial class PostgresPitStore
         command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = s.Keys.Select(k => k.System).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = s.Keys.Select(k => k.Value).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = s.AcceptedAt });
+        command.Parameters.Add(Text(s.ClientName));
         return command;
     }
 

@@ -92,6 +92,9 @@ internal static class PostgresSchema
             CREATE INDEX dpop_replay_keys_expiry ON dpop_replay_keys (expires_at);
             """),
         (4, "audit log partitioned by day; processed submissions indexed for retention", PostgresAuditPartitions.PartitioningMigration),
+        (5, "submissions: client name for provenance", """
+            ALTER TABLE submissions ADD COLUMN client_name text;
+            """),
     ];
 
     /// <summary>The version the code expects.</summary>

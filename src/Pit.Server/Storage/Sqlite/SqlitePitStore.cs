@@ -31,14 +31,9 @@ internal sealed partial class SqlitePitStore
         InWriteTransactionAsync(async (writer, tx) =>
         {
             var version = Convert.ToInt32(await ScalarAsync(writer, tx, "PRAGMA user_version;", cancellationToken));
-            if (version < 1)
+            for (var next = version; next < SqliteSchema.Version; next++)
             {
-                await ExecuteAsync(writer, tx, SqliteSchema.Initial, cancellationToken);
-            }
-
-            if (version < 2)
-            {
-                await ExecuteAsync(writer, tx, SqliteSchema.RetentionIndexes, cancellationToken);
+                await ExecuteAsync(writer, tx, SqliteSchema.Migrations[next], cancellationToken);
             }
 
             if (version < SqliteSchema.Version)
@@ -54,13 +49,14 @@ internal sealed partial class SqlitePitStore
             await using var insert = writer.CreateCommand();
             insert.Transaction = tx;
             insert.CommandText = """
-                INSERT INTO submissions (id, tenant, client_id, orgnr_child, content, content_hash, keys, accepted_at)
-                VALUES ($id, $tenant, $client, $child, $content, $hash, $keys, $at);
+                INSERT INTO submissions (id, tenant, client_id, orgnr_child, client_name, content, content_hash, keys, accepted_at)
+                VALUES ($id, $tenant, $client, $child, $name, $content, $hash, $keys, $at);
                 """;
             var id = insert.Parameters.Add("$id", SqliteType.Blob);
             var tenant = insert.Parameters.Add("$tenant", SqliteType.Text);
             var client = insert.Parameters.Add("$client", SqliteType.Text);
             var child = insert.Parameters.Add("$child", SqliteType.Text);
+            var name = insert.Parameters.Add("$name", SqliteType.Text);
             var content = insert.Parameters.Add("$content", SqliteType.Blob);
             var hash = insert.Parameters.Add("$hash", SqliteType.Blob);
             var keys = insert.Parameters.Add("$keys", SqliteType.Text);
@@ -71,6 +67,7 @@ internal sealed partial class SqlitePitStore
                 tenant.Value = s.Tenant;
                 client.Value = s.ClientId;
                 child.Value = (object?)s.OrgnrChild ?? DBNull.Value;
+                name.Value = (object?)s.ClientName ?? DBNull.Value;
                 content.Value = s.Content;
                 hash.Value = s.ContentHash;
                 keys.Value = SerializeKeys(s.Keys);
