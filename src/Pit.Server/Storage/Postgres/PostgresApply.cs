@@ -85,7 +85,7 @@ internal sealed partial class PostgresPitStore
                 pending.Add(new PendingSubmission(
                     seq, reader.GetString(1), reader.GetFieldValue<byte[]>(2), reader.GetFieldValue<byte[]>(3),
                     systems.Zip(values, (s, v) => new PatientKey(s, v)).ToList(),
-                    new TakenSubmission(reader.GetGuid(7), reader.GetInt64(8))));
+                    new TakenSubmission(reader.GetGuid(7), reader.GetInt64(8), reader.GetString(1))));
                 attempts.Add(seq, reader.GetInt32(6));
             }
 

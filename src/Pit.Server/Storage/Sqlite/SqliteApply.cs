@@ -34,7 +34,7 @@ internal sealed partial class SqlitePitStore
                 {
                     pending.Add(new PendingSubmission(
                         reader.GetInt64(0), reader.GetString(1), (byte[])reader[2], (byte[])reader[3], DeserializeKeys(reader.GetString(4)),
-                        new TakenSubmission(new Guid((byte[])reader[5]), reader.GetInt64(6))));
+                        new TakenSubmission(new Guid((byte[])reader[5]), reader.GetInt64(6), reader.GetString(1))));
                 }
             }
 

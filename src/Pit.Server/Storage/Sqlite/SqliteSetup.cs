@@ -15,6 +15,10 @@ internal static class SqliteSetup
             sp.GetRequiredService<IOptions<StorageOptions>>().Value.ConnectionString
                 ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}",
             sp.GetRequiredService<TimeProvider>()));
+
+        // One process per file: the waiters of this process are all the waiters there are.
+        services.AddSingleton<FeedChangeHub>();
+        services.AddSingleton<IFeedChangeNotifier, InProcessFeedChangeNotifier>();
         return services;
     }
 }
