@@ -117,6 +117,7 @@ public sealed class LongPollTests
         Assert.All(answers, a => Assert.Equal("wait=10", a.PreferenceApplied));
         await server.WaitersAsync(0);
         Assert.Equal(0, server.Services.GetRequiredService<FeedWaiterLimits>().Clients);
+        Assert.Equal(0, server.Services.GetRequiredService<Pit.Server.Storage.FeedChangeHub>().Count);
     }
 
     [Fact]
