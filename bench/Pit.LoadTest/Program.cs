@@ -15,6 +15,9 @@ using Pit.TestSupport;
 //   dotnet run -c Release --project bench/Pit.LoadTest -- seed 1000000 --postgres "..." | --sqlite path/pit.db
 //   dotnet run -c Release --project bench/Pit.LoadTest -- soak [--minutes 10 | --seconds N] [--clients 64]
 //       [--connections 32] [--interval 10] [--postgres-start] [--no-thresholds]     (see Soak.cs)
+//   dotnet run -c Release --project bench/Pit.LoadTest -- get 60 32 --rate-limit 200
+//       (the per-client limit on: one client floods on every connection while a quiet client of another organisation
+//       sends 20 requests/s; prints what each got)
 // Storage: a temp SQLite file by default; --postgres "Host=...;Username=...;Database=..." for an existing database;
 // --diagnose also counts the server process's fsync/fdatasync calls during the measured run (`perf stat`, root) and
 // reads its group-commit batch sizes (`dotnet-counters`); both tools add a little load of their own.
@@ -44,7 +47,16 @@ if (cluster is not null)
     Console.WriteLine($"started a throw-away PostgreSQL cluster on port {cluster.Port}");
 }
 
-var settings = new Dictionary<string, string?>();
+// The harness measures the server's capacity with a few clients, so the per-client rate limit must not cap them.
+var rateLimitIndex = Array.IndexOf(args, "--rate-limit");
+var rateLimit = rateLimitIndex >= 0 ? int.Parse(args[rateLimitIndex + 1], CultureInfo.InvariantCulture) : (int?)null;
+var settings = new Dictionary<string, string?> { ["Pit:RateLimiting:Enabled"] = rateLimit is null ? "false" : "true" };
+if (rateLimit is { } permits)
+{
+    settings["Pit:RateLimiting:PermitsPerSecond"] = permits.ToString(CultureInfo.InvariantCulture);
+    settings["Pit:RateLimiting:Burst"] = (2 * permits).ToString(CultureInfo.InvariantCulture);
+}
+
 if (connectionString is not null)
 {
     settings["Pit:Storage:Provider"] = "Postgres";
@@ -100,6 +112,7 @@ async Task RunLoadAsync()
     await using var server = await ServerProcess.StartAsync(serverDll, data, settings);
     var clients = Enumerable.Range(0, connections).Select(_ => server.CreateClient()).ToArray();
     var identities = new SyntheticIdentitySequence();
+    var tooMany = 0;
 
     if (mode == "get")
     {
@@ -134,8 +147,17 @@ async Task RunLoadAsync()
     await RunAsync(TimeSpan.FromSeconds(3), record: false);
     var usage = new ResourceUsage(server.ProcessId, cluster?.PostmasterProcessId, connectionString);
     await usage.StartAsync(args.Contains("--diagnose") ? seconds : null);
+    var quiet = rateLimit is null ? null : QuietClientAsync(TimeSpan.FromSeconds(seconds));
     var (latencies, failures, elapsed) = await RunAsync(TimeSpan.FromSeconds(seconds), record: true);
     var usageReport = await usage.StopAsync(elapsed);
+    if (quiet is not null)
+    {
+        var (sent, refused, quietP99) = await quiet;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"rate limit {rateLimit}/s (burst {2 * rateLimit}): flooding client {latencies.Count / elapsed.TotalSeconds:F0} ok/s and " +
+            $"{failures / elapsed.TotalSeconds:F0} refused/s (429: {tooMany}); quiet client {sent} requests, {refused} refused, p99 {quietP99:F1} ms"));
+    }
+
     latencies.Sort();
     double P(double q) => latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -143,6 +165,27 @@ async Task RunLoadAsync()
         $"p50 {P(0.50):F1} ms, p90 {P(0.90):F1} ms, p99 {P(0.99):F1} ms, max {P(1):F1} ms, non-success {failures}"));
     Console.WriteLine(usageReport);
     Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
+
+    // Another organisation's client, well under the limit: a flood by the first must cost it nothing.
+    async Task<(int Sent, int Refused, double P99)> QuietClientAsync(TimeSpan duration)
+    {
+        using var client = server.CreateClient("994598759");
+        var times = new List<double>();
+        var refused = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < duration)
+        {
+            var started = Stopwatch.GetTimestamp();
+            using var response = await client.GetAsync("v1/Patient?_count=20");
+            await response.Content.CopyToAsync(Stream.Null);
+            times.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            refused += response.IsSuccessStatusCode ? 0 : 1;
+            await Task.Delay(50);
+        }
+
+        times.Sort();
+        return (times.Count, refused, times.Count == 0 ? 0 : times[Math.Min(times.Count - 1, (int)(0.99 * times.Count))]);
+    }
 
     async Task<(List<double> Latencies, int Failures, TimeSpan Elapsed)> RunAsync(TimeSpan duration, bool record)
     {
@@ -163,6 +206,10 @@ async Task RunLoadAsync()
                 if (response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.Accepted))
                 {
                     Interlocked.Increment(ref failed);
+                    if (response.StatusCode == HttpStatusCode.TooManyRequests && record)
+                    {
+                        Interlocked.Increment(ref tooMany);
+                    }
                 }
                 else if (record)
                 {

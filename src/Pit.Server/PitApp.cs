@@ -11,7 +11,7 @@ using Pit.Server.Telemetry;
 namespace Pit.Server;
 
 /// <summary>Builds the PIT web application: every slice registers its own services and endpoints.</summary>
-public static class PitApp
+internal static class PitApp
 {
     /// <summary>Creates the application; <paramref name="configure"/> lets hosts (tests, tools) adjust the builder.</summary>
     public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)

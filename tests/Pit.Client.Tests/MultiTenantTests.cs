@@ -23,6 +23,7 @@ public sealed class MultiTenantTests : IAsyncLifetime
     private const string Clinic = "950000007";
     private const string ClinicChild = "960000005";
     private const string Stranger = "970000003";
+    private const string Extension = "https://pit.nhn.no/fhir/StructureDefinition/";
 
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("pit-tenant-");
     private readonly string _saasKey = TestKeys.RsaPrivateJwk();
@@ -64,7 +65,7 @@ public sealed class MultiTenantTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_multi_tenant_client_submits_as_two_customers_and_each_customer_sees_only_its_own_Patients()
+    public async Task A_multi_tenant_client_submits_as_two_customers_and_each_customer_sees_only_its_own_Patients_naming_the_customer_and_the_suppliers_client()
     {
         var onePatient = Directory.CreateDirectory(Path.Combine(_folder.FullName, "one")).FullName;
         File.Copy(Path.Combine(RealPit.ExamplesFolder(), "magnus-strand.json"), Path.Combine(onePatient, "magnus-strand.json"));
@@ -83,6 +84,21 @@ public sealed class MultiTenantTests : IAsyncLifetime
         var onlyB = Assert.Single(b);
         Assert.Equal(CustomerB, OrganisationTag(onlyB));
         Assert.DoesNotContain(a, p => (string?)p["id"] == (string?)onlyB["id"]);
+
+        // Provenance: the acting customer (and its sub-unit) as the organisation, the supplier's client as the sender.
+        Assert.All(a, p =>
+        {
+            var provenance = Provenance(p);
+            Assert.Equal(CustomerA, provenance[Extension + "parent-organization-number"]);
+            Assert.False(provenance.ContainsKey(Extension + "child-organization-number"));
+            Assert.Equal(SaasClient, provenance[Extension + "source-client-id"]);
+            Assert.Equal("PIT SaaS test client", provenance[Extension + "source-client-name"]);
+        });
+        Assert.Equal(6, a.Select(p => Provenance(p)[Extension + "submission-id"]).Distinct().Count());
+        var ofB = Provenance(onlyB);
+        Assert.Equal(CustomerB, ofB[Extension + "parent-organization-number"]);
+        Assert.Equal(CustomerBChild, ofB[Extension + "child-organization-number"]);
+        Assert.Equal(SaasClient, ofB[Extension + "source-client-id"]);
     }
 
     [Fact]
@@ -201,6 +217,9 @@ public sealed class MultiTenantTests : IAsyncLifetime
 
     private static List<JsonNode> Patients(CliRun run) =>
         [.. run.Out.Split('\n').Where(l => l.StartsWith('{')).Select(l => JsonNode.Parse(l)!)];
+
+    private static Dictionary<string, string> Provenance(JsonNode patient) =>
+        patient["meta"]!["extension"]!.AsArray().ToDictionary(e => (string)e!["url"]!, e => (string)e!["valueString"]!);
 
     private static string? OrganisationTag(JsonNode patient) =>
         (string?)patient["meta"]!["tag"]!.AsArray().Single(t => (string?)t!["system"] == "urn:oid:2.16.578.1.12.4.1.4.101")!["code"];

@@ -35,6 +35,9 @@ public class PostgresCluster : IAsyncDisposable
         Port = FreePort();
     }
 
+    /// <summary>The folder of the PostgreSQL binaries in use (<c>pg_dump</c>, <c>pg_restore</c>, ...).</summary>
+    public string Binaries => _bin;
+
     /// <summary>The loopback TCP port the cluster listens on.</summary>
     public int Port { get; }
 

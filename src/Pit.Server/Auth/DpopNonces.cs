@@ -14,6 +14,7 @@ internal sealed class DpopNonces
 {
     private const int MacLength = 16;
     private readonly byte[] _key;
+    private readonly byte[]? _previousKey;
     private readonly long _bucketSeconds;
     private readonly TimeProvider _time;
 
@@ -21,9 +22,11 @@ internal sealed class DpopNonces
     {
         var dpop = options.Value.DPoP;
         _key = string.IsNullOrWhiteSpace(dpop.NonceKey) ? RandomNumberGenerator.GetBytes(32) : Convert.FromBase64String(dpop.NonceKey);
-        if (_key.Length < 32)
+        // The retired key of a rotation: its nonces are still accepted, new ones are made with the current key.
+        _previousKey = string.IsNullOrWhiteSpace(dpop.PreviousNonceKey) ? null : Convert.FromBase64String(dpop.PreviousNonceKey);
+        if (_key.Length < 32 || _previousKey is { Length: < 32 })
         {
-            throw new InvalidOperationException("Pit:Auth:DPoP:NonceKey must be base64 of at least 32 bytes.");
+            throw new InvalidOperationException("Pit:Auth:DPoP:NonceKey and PreviousNonceKey must be base64 of at least 32 bytes.");
         }
 
         _bucketSeconds = Math.Max(10, dpop.NonceBucketSeconds);
@@ -52,7 +55,8 @@ internal sealed class DpopNonces
             return false;
         }
 
-        return CryptographicOperations.FixedTimeEquals(bytes.Slice(8, MacLength), Mac(purpose, bucket));
+        return CryptographicOperations.FixedTimeEquals(bytes.Slice(8, MacLength), Mac(_key, purpose, bucket))
+            || (_previousKey is not null && CryptographicOperations.FixedTimeEquals(bytes.Slice(8, MacLength), Mac(_previousKey, purpose, bucket)));
     }
 
     private long CurrentBucket() => _time.GetUtcNow().ToUnixTimeSeconds() / _bucketSeconds;
@@ -61,15 +65,15 @@ internal sealed class DpopNonces
     {
         var bytes = new byte[8 + MacLength];
         BinaryPrimitives.WriteInt64BigEndian(bytes, bucket);
-        Mac(purpose, bucket).CopyTo(bytes, 8);
+        Mac(_key, purpose, bucket).CopyTo(bytes, 8);
         return Base64Url.EncodeToString(bytes);
     }
 
-    private byte[] Mac(string purpose, long bucket)
+    private static byte[] Mac(byte[] key, string purpose, long bucket)
     {
         var input = new byte[Encoding.UTF8.GetByteCount(purpose) + 9];
         var length = Encoding.UTF8.GetBytes(purpose, input);
         BinaryPrimitives.WriteInt64BigEndian(input.AsSpan(length + 1), bucket);
-        return HMACSHA256.HashData(_key, input)[..MacLength];
+        return HMACSHA256.HashData(key, input)[..MacLength];
     }
 }

@@ -10,7 +10,7 @@ namespace Pit.Server.Auth;
 /// when backed by a shared store. Fairness between clients is not its concern: <see cref="DpopReplayShares"/> sits in
 /// front of whichever cache is registered.
 /// </summary>
-public interface IDpopReplayCache
+internal interface IDpopReplayCache
 {
     /// <summary>
     /// Records <paramref name="entry"/>. Returns false only when the same key was already recorded within the window
@@ -25,7 +25,7 @@ public interface IDpopReplayCache
 /// <param name="Key">A 16-byte hash of the proof key's thumbprint and the proof's <c>jti</c>.</param>
 /// <param name="IssuedAt">The proof's <c>iat</c>, unix seconds.</param>
 /// <param name="ExpiresAt">When the proof leaves the accepted window, unix seconds.</param>
-public readonly record struct DpopReplayEntry(UInt128 Key, long IssuedAt, long ExpiresAt)
+internal readonly record struct DpopReplayEntry(UInt128 Key, long IssuedAt, long ExpiresAt)
 {
     /// <summary>The key of proof <paramref name="jti"/> made with the key whose thumbprint is <paramref name="jkt"/>.</summary>
     public static UInt128 KeyOf(string jkt, string jti)
@@ -37,7 +37,7 @@ public readonly record struct DpopReplayEntry(UInt128 Key, long IssuedAt, long E
 }
 
 /// <summary>The replay cache's store cannot be reached, so no proof can be accepted right now.</summary>
-public sealed class ReplayCacheUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+internal sealed class ReplayCacheUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>
 /// Per-process replay cache: 16-byte keys in sets per 5-second bucket of <c>iat</c>, each bucket dropped whole once

@@ -1,7 +1,7 @@
 namespace Pit.Server.Auth;
 
 /// <summary>Norwegian organisation numbers (Enhetsregisteret): 9 digits, mod-11 with weights 3 2 7 6 5 4 3 2.</summary>
-public static class OrganisationNumber
+internal static class OrganisationNumber
 {
     private static readonly int[] Weights = [3, 2, 7, 6, 5, 4, 3, 2];
 

@@ -1,7 +1,7 @@
 namespace Pit.Server.Auth;
 
 /// <summary>Options of section <c>Pit:Auth</c>: the HelseID access token.</summary>
-public sealed class PitAuthOptions
+internal sealed class PitAuthOptions
 {
     /// <summary>
     /// HelseID issuer, exact, no trailing slash: <c>https://helseid-sts.test.nhn.no</c> (test) or
@@ -33,7 +33,7 @@ public sealed class PitAuthOptions
 }
 
 /// <summary>Options of section <c>Pit:Auth:DPoP</c>.</summary>
-public sealed class DpopOptions
+internal sealed class DpopOptions
 {
     /// <summary>Proof algorithms accepted and advertised in <c>algs</c>. Default: RS, PS and ES 256/384/512.</summary>
     public string[] Algorithms { get; set; } = [.. DpopAlgorithms.All];
@@ -55,6 +55,12 @@ public sealed class DpopOptions
     /// so several instances only agree on nonces when they share a configured key.
     /// </summary>
     public string? NonceKey { get; set; }
+
+    /// <summary>
+    /// The retired nonce key during a rotation (base64, at least 32 bytes): nonces made with it are still accepted,
+    /// new nonces are made with <see cref="NonceKey"/>. Empty by default.
+    /// </summary>
+    public string? PreviousNonceKey { get; set; }
 
     /// <summary>Length of a nonce time bucket, seconds; a nonce is accepted in its bucket and the next. Default 300.</summary>
     public int NonceBucketSeconds { get; set; } = 300;

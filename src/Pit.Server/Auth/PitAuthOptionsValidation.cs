@@ -38,6 +38,8 @@ internal sealed class PitAuthOptionsValidator(bool standInEnabled) : IValidateOp
         Check(dpop.NonceBucketSeconds >= 10, "Pit:Auth:DPoP:NonceBucketSeconds must be at least 10.");
         Check(string.IsNullOrWhiteSpace(dpop.NonceKey) || IsKey(dpop.NonceKey),
             "Pit:Auth:DPoP:NonceKey must be base64 of at least 32 bytes (e.g. `openssl rand -base64 32`).");
+        Check(string.IsNullOrWhiteSpace(dpop.PreviousNonceKey) || IsKey(dpop.PreviousNonceKey),
+            "Pit:Auth:DPoP:PreviousNonceKey must be base64 of at least 32 bytes.");
         Check(dpop.ReplayCacheProofsPerSecond is >= 1 and <= 1_000_000, "Pit:Auth:DPoP:ReplayCacheProofsPerSecond must be between 1 and 1000000.");
         Check(dpop.ReplayClientShare is > 0 and <= 1, "Pit:Auth:DPoP:ReplayClientShare must be greater than 0 and at most 1.");
         Check(dpop.ProofKeyCacheCapacity >= 2, "Pit:Auth:DPoP:ProofKeyCacheCapacity must be at least 2.");

@@ -11,7 +11,7 @@ namespace Pit.Server.Auth;
 /// <param name="ReadsAllOrganisations">Listed in <c>Pit:Access:CrossOrganisationReaders</c>.</param>
 /// <param name="ClientName">HelseID's <c>client_name</c>, when the token carries one.</param>
 /// <param name="OrgnrSupplier">orgnr_supplier: the supplier of a multi-tenant client, when present. Never the tenant.</param>
-public sealed record PitCaller(
+internal sealed record PitCaller(
     string ClientId, string Organisation, string? OrgnrChild, bool ReadsAllOrganisations, string? ClientName = null, string? OrgnrSupplier = null)
 {
     /// <summary>The tenant a search or read is limited to, or null for cross-organisation readers.</summary>
@@ -61,7 +61,7 @@ public sealed record PitCaller(
 }
 
 /// <summary>Options of section <c>Pit:Access</c>.</summary>
-public sealed class AccessOptions
+internal sealed class AccessOptions
 {
     /// <summary>Organisation numbers whose clients may read every organisation's data. Empty by default.</summary>
     public string[] CrossOrganisationReaders { get; set; } = [];

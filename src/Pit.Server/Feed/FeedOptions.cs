@@ -3,7 +3,7 @@ using Microsoft.Extensions.Options;
 namespace Pit.Server.Feed;
 
 /// <summary>Options of section <c>Pit:Feed</c>: long polling of the change feed (<c>Prefer: wait=N</c>).</summary>
-public sealed class FeedOptions
+internal sealed class FeedOptions
 {
     /// <summary>The longest a search may be held (default and upper limit 30 s); a longer <c>wait</c> is clamped to it. Zero turns waiting off.</summary>
     public TimeSpan MaxWait { get; set; } = TimeSpan.FromSeconds(30);

@@ -49,6 +49,7 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
                     new CapabilityStatement.ResourceComponent
                     {
                         Type = "Patient",
+                        Documentation = Storage.ProvenanceExtensions.Description,
                         Interaction =
                         [
                             new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.Read },

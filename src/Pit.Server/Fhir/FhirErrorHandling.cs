@@ -63,6 +63,10 @@ internal sealed partial class PitExceptionHandler(ILogger<PitExceptionHandler> l
                 tooLarge ? OperationOutcome.IssueType.TooLong : OperationOutcome.IssueType.Invalid,
                 tooLarge ? "The request body is larger than the server accepts." : "The request could not be read.");
         }
+        else if (exception is StoreUnavailableException { QueueFull: true })
+        {
+            problem = PitProblem.Unavailable("The server is taking in more submissions than it can store right now. Nothing was accepted; retry later.");
+        }
         else if (IsStoreUnreachable(exception))
         {
             LogStoreUnreachable(logger, exception, request.Method, request.Path, PitProblem.CorrelationId(httpContext));

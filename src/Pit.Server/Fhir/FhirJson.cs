@@ -7,7 +7,7 @@ using Hl7.Fhir.Utility;
 namespace Pit.Server.Fhir;
 
 /// <summary>Strict FHIR R4 JSON parsing and compact serialisation with Firely's SDK (thread-safe, one instance).</summary>
-public sealed class FhirJson
+internal sealed class FhirJson
 {
     private readonly FhirJsonDeserializer _deserializer =
         new(new DeserializerSettings().UsingMode(DeserializationMode.Strict));
@@ -69,4 +69,4 @@ public sealed class FhirJson
 }
 
 /// <summary>One reason a body was refused, with the FHIRPath-like location when known.</summary>
-public sealed record ParseProblem(string Message, string? Location);
+internal sealed record ParseProblem(string Message, string? Location);

@@ -3,7 +3,7 @@ using Hl7.Fhir.Model;
 namespace Pit.Server.Fhir;
 
 /// <summary>Builds the OperationOutcomes the server answers with.</summary>
-public static class Outcomes
+internal static class Outcomes
 {
     /// <summary>One error issue.</summary>
     public static OperationOutcome Error(OperationOutcome.IssueType code, string diagnostics, params string[] expression) =>

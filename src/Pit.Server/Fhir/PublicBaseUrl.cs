@@ -7,7 +7,7 @@ namespace Pit.Server.Fhir;
 /// otherwise the request's scheme, host and path base (after forwarded headers from trusted proxies are applied).
 /// Used for links in Bundles and for the DPoP <c>htu</c> check.
 /// </summary>
-public sealed class PublicBaseUrl(IOptions<PitOptions> options)
+internal sealed class PublicBaseUrl(IOptions<PitOptions> options)
 {
     private readonly string? _configured = Normalise(options.Value.PublicBaseUrl);
 
@@ -19,7 +19,7 @@ public sealed class PublicBaseUrl(IOptions<PitOptions> options)
 }
 
 /// <summary>Options of section <c>Pit</c> that belong to no slice.</summary>
-public sealed class PitOptions
+internal sealed class PitOptions
 {
     /// <summary>External origin used in links, e.g. <c>https://api.pit.test.nhn.no</c>. Optional.</summary>
     public string? PublicBaseUrl { get; set; }

@@ -8,7 +8,7 @@ using Pit.Server.Telemetry;
 namespace Pit.Server.Operability;
 
 /// <summary>Options of section <c>Pit:Health</c>.</summary>
-public sealed class HealthOptions
+internal sealed class HealthOptions
 {
     /// <summary>
     /// <c>/health/ready</c> fails when the oldest queued submission is older than this (default 5 minutes): the

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Options;
 namespace Pit.Server.Operability;
 
 /// <summary>Options of section <c>Pit:RateLimiting</c>: a token bucket per client (client_id + orgnr_parent).</summary>
-public sealed class RateLimitingOptions
+internal sealed class RateLimitingOptions
 {
     /// <summary>Limit authenticated callers at all (default true).</summary>
     public bool Enabled { get; set; } = true;
@@ -25,7 +25,7 @@ public sealed class RateLimitingOptions
 }
 
 /// <summary>One client's override; unset values fall back to the defaults.</summary>
-public sealed class ClientRateLimit
+internal sealed class ClientRateLimit
 {
     /// <summary>Sustained requests per second for this client.</summary>
     public double? PermitsPerSecond { get; set; }

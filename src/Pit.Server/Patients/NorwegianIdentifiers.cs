@@ -1,7 +1,7 @@
 namespace Pit.Server.Patients;
 
 /// <summary>Norwegian person identifier systems and the checks the issue asks for.</summary>
-public static class NorwegianIdentifiers
+internal static class NorwegianIdentifiers
 {
     /// <summary>Fødselsnummer.</summary>
     public const string Fnr = "urn:oid:2.16.578.1.12.4.1.4.1";

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 using Pit.Server.Fhir;
 using Pit.Server.Fhir.OpenApi;
+using Pit.Server.Storage;
 
 namespace Pit.Server.Patients;
 
@@ -20,7 +21,7 @@ internal static class PatientEndpointDocs
         .WithDescription(
             "Stores the Patient durably and queues it: 202 means it will be applied. The Content-Location header holds the URL of " +
             "the submission's status (GET /v1/submissions/{id}). A Patient is matched to the stored one by its Norwegian person " +
-            "identifiers; an identical resubmission creates no new version.")
+            "identifiers; an identical resubmission creates no new version. " + ProvenanceExtensions.Description)
         .AddOpenApiOperationTransformer((operation, context, _) =>
         {
             operation.RequestBody = new OpenApiRequestBody
@@ -93,7 +94,9 @@ internal static class PatientEndpointDocs
         .WithTags(Tag)
         .WithName("ReadPatient")
         .WithSummary("Read the current version of a Patient")
-        .WithDescription("The Patient's current version, with ETag W/\"<version>\" and Last-Modified. 404 when unknown or of another organisation.")
+        .WithDescription(
+            "The Patient's current version, with ETag W/\"<version>\" and Last-Modified. 404 when unknown or of another organisation. " +
+            ProvenanceExtensions.Description)
         .AddOpenApiOperationTransformer((operation, _, _) =>
         {
             Describe(operation, "id", "The Patient's logical id: 1-64 characters of A-Z, a-z, 0-9, '-' and '.'.");

@@ -11,7 +11,7 @@ using Pit.Server.Storage;
 namespace Pit.Server.Patients;
 
 /// <summary>Options of section <c>Pit:Validation</c>.</summary>
-public sealed class ValidationOptions
+internal sealed class ValidationOptions
 {
     /// <summary>Accept synthetic test identity numbers (month + 40 or + 80). Default true.</summary>
     public bool AllowSyntheticIdentifiers { get; set; } = true;
@@ -118,6 +118,11 @@ internal sealed class PatientSubmissionReader(FhirJson fhirJson, IOptions<Valida
             return new SubmissionReadResult(null, StatusCodes.Status400BadRequest, outcome);
         }
 
+        if (ClientProvenanceCheck.Check(patient) is { } provenanceIssues)
+        {
+            return new SubmissionReadResult(null, StatusCodes.Status400BadRequest, provenanceIssues);
+        }
+
         var keys = new List<PatientKey>();
         var identifierIssues = new OperationOutcome();
         for (var i = 0; i < patient.Identifier.Count; i++)
@@ -157,7 +162,7 @@ internal sealed class PatientSubmissionReader(FhirJson fhirJson, IOptions<Valida
         var content = fhirJson.Serialize(patient);
         var submission = new NewSubmission(
             Guid.CreateVersion7(), caller.Organisation, caller.ClientId, caller.OrgnrChild, content, SHA256.HashData(content),
-            keys, FeedTime.FromDateTimeOffset(time.GetUtcNow()));
+            keys, FeedTime.FromDateTimeOffset(time.GetUtcNow()), caller.ClientName);
         return new SubmissionReadResult(submission, StatusCodes.Status202Accepted, null);
     }
 

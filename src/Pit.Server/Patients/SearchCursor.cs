@@ -67,7 +67,8 @@ internal sealed record SearchCursor(bool Descending, int Count, long? From, long
 
 /// <summary>
 /// Seals cursors with AES-256-GCM under the shared <c>cursor</c> secret, so they are opaque to clients,
-/// tamper-evident, and valid on every instance over the same store.
+/// tamper-evident, and valid on every instance over the same store. After a key rotation, cursors sealed under the
+/// retired key (<c>Pit:Secrets:cursorPrevious</c>, when configured) are still opened; new ones use the current key.
 /// </summary>
 /// <remarks>
 /// The key is loaded on first use and kept only once loaded: a load that fails (the store blinked) fails the
@@ -121,19 +122,24 @@ internal sealed class SearchCursorProtector(SharedSecrets secrets)
             return null;
         }
 
-        var plainLength = sealedBytes.Length - NonceSize - TagSize;
-        var plain = new byte[plainLength];
+        var plain = new byte[sealedBytes.Length - NonceSize - TagSize];
+        var opened = TryOpen(await KeyAsync(), sealedBytes, plain)
+            || (secrets.GetPrevious("cursor") is { } previous && TryOpen(previous, sealedBytes, plain));
+        return opened ? SearchCursor.FromBytes(plain) : null;
+    }
+
+    private static bool TryOpen(byte[] key, byte[] sealedBytes, byte[] plain)
+    {
         try
         {
-            using var aes = new AesGcm(await KeyAsync(), TagSize);
-            aes.Decrypt(sealedBytes.AsSpan(0, NonceSize), sealedBytes.AsSpan(NonceSize, plainLength),
-                sealedBytes.AsSpan(NonceSize + plainLength), plain);
+            using var aes = new AesGcm(key, TagSize);
+            aes.Decrypt(sealedBytes.AsSpan(0, NonceSize), sealedBytes.AsSpan(NonceSize, plain.Length),
+                sealedBytes.AsSpan(NonceSize + plain.Length), plain);
+            return true;
         }
         catch (AuthenticationTagMismatchException)
         {
-            return null;
+            return false;
         }
-
-        return SearchCursor.FromBytes(plain);
     }
 }

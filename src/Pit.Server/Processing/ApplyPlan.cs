@@ -2,29 +2,34 @@ using Pit.Server.Storage;
 
 namespace Pit.Server.Processing;
 
-/// <summary>A queued submission as an engine hands it to <see cref="ApplyPlanner"/>.</summary>
-public sealed record PendingSubmission(long Sequence, string Tenant, byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, TakenSubmission Taken = default);
+/// <summary>
+/// A queued submission as an engine hands it to <see cref="ApplyPlanner"/>; <see cref="Provenance"/> is who submitted
+/// it (engines always set it; only planner unit tests leave it out).
+/// </summary>
+internal sealed record PendingSubmission(
+    long Sequence, string Tenant, byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, TakenSubmission Taken = default,
+    SubmissionProvenance? Provenance = null);
 
 /// <summary>A stored Patient that one of the batch's identifiers points at, with all of its identifiers.</summary>
-public sealed record ExistingPatient(string Id, string Tenant, int Version, byte[] ContentHash, long LastSequence, IReadOnlyList<PatientKey> Keys);
+internal sealed record ExistingPatient(string Id, string Tenant, int Version, byte[] ContentHash, long LastSequence, IReadOnlyList<PatientKey> Keys);
 
 /// <summary>The final state of one Patient the batch wrote: upsert the row and replace its identifiers.</summary>
-public sealed record PatientWrite(
+internal sealed record PatientWrite(
     string Id, string Tenant, int Version, long LastUpdated, byte[] ContentHash, long LastSequence, byte[] Json, IReadOnlyList<PatientKey> Keys);
 
 /// <summary>A Patient the batch did not write but whose last applied sequence rose (identical content).</summary>
-public readonly record struct SequenceTouch(string PatientId, long LastSequence);
+internal readonly record struct SequenceTouch(string PatientId, long LastSequence);
 
 /// <summary>
 /// What happens to one submission. <see cref="Error"/> is set when deciding or composing it threw: the engine's
 /// failure policy then decides between retrying it and ending it as <see cref="SubmissionState.Failed"/>.
 /// </summary>
-public sealed record SubmissionOutcome(
+internal sealed record SubmissionOutcome(
     long Sequence, SubmissionState State, long ProcessedAt, string? PatientId, int? Version, string? Reason, Exception? Error = null);
 
 /// <summary>
 /// The writes of one apply transaction: an outcome per submission (in acceptance order), the final state of each
 /// Patient written, the Patients only touched, and the feed clock after the batch (the highest lastUpdated).
 /// </summary>
-public sealed record ApplyPlan(
+internal sealed record ApplyPlan(
     IReadOnlyList<SubmissionOutcome> Outcomes, IReadOnlyList<PatientWrite> Writes, IReadOnlyList<SequenceTouch> Touches, long Clock);

@@ -12,7 +12,7 @@ namespace Pit.Server.Processing;
 /// versions superseded inside one batch never become visible; their lastUpdated values are simply skipped.
 /// </para>
 /// </summary>
-public static class ApplyPlanner
+internal static class ApplyPlanner
 {
     /// <summary>The reason of a submission whose identifiers match two Patients.</summary>
     public const string AmbiguousReason = "The submission's identifiers belong to more than one existing Patient of this organisation.";
@@ -89,7 +89,7 @@ public static class ApplyPlanner
         var lastUpdated = Math.Max(now, clock + 1);
 
         // Compose first: if it throws, nothing in the picture has changed.
-        var json = PatientJson.Compose(s.Content, id, version, lastUpdated, s.Tenant);
+        var json = PatientJson.Compose(s.Content, id, version, lastUpdated, s.Tenant, s.Provenance);
         var patient = current ?? picture.Add(id, s.Tenant);
         picture.ReplaceKeys(patient, keys);
         patient.Version = version;

@@ -10,12 +10,16 @@ namespace Pit.Server.Processing;
 /// </summary>
 /// <remarks>
 /// At most <see cref="ProcessingOptions.MaxQueuedAuditEntries"/> entries wait for their write (plus the one batch
-/// being written). Beyond that bound an entry is dropped rather than held or made to block the request: every drop is
-/// counted (<see cref="Dropped"/>), the first of an episode logs a warning, and the next successful write logs how
-/// many were lost.
+/// being written). Beyond that bound the newest entry is dropped rather than held or made to block the request: every
+/// drop is counted (<see cref="Dropped"/>), the first of an episode logs an error, and the next successful write logs
+/// how many were lost. A failed write is retried until it succeeds (backing off to <see cref="MaxRetryDelay"/>), so in
+/// a database outage entries wait in this buffer and are written, in order, after recovery; only the bound loses any.
 /// </remarks>
-internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingOptions> options, ILogger<AuditTrail> logger) : DrainingService
+internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingOptions> options, TimeProvider time, ILogger<AuditTrail> logger) : DrainingService
 {
+    /// <summary>The longest wait between attempts to write a failing batch.</summary>
+    public static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(5);
+
     private readonly Channel<AuditEntry> _channel = Channel.CreateBounded<AuditEntry>(new BoundedChannelOptions(options.Value.MaxQueuedAuditEntries)
     {
         SingleReader = true,
@@ -25,9 +29,23 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
     private long _dropped;
     private long _droppedReported;
     private int _dropEpisode;
+    private int _writing;
+    private int _failing;
 
     /// <summary>Entries dropped since start because the buffer was full.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>Entries waiting for their write: the buffer plus the batch being written.</summary>
+    public int Backlog => _channel.Reader.Count + Volatile.Read(ref _writing);
+
+    /// <summary>Whether the latest attempt to write failed (the store is down): the backlog waits for it.</summary>
+    public bool WritesFailing => Volatile.Read(ref _failing) == 1;
+
+    /// <summary>Whether entries have been dropped since the last successful write.</summary>
+    public bool DroppingNow => Volatile.Read(ref _dropEpisode) == 1;
+
+    /// <summary>The buffer's bound.</summary>
+    public int Capacity => options.Value.MaxQueuedAuditEntries;
 
     public void Record(AuditEntry entry)
     {
@@ -46,6 +64,7 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var batch = new List<AuditEntry>(512);
+        var heldAtShutdownLogged = false;
         while (await _channel.Reader.WaitToReadAsync(CancellationToken.None))
         {
             while (batch.Count < 512 && _channel.Reader.TryRead(out var entry))
@@ -53,27 +72,42 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
                 batch.Add(entry);
             }
 
+            Volatile.Write(ref _writing, batch.Count);
             for (var attempt = 1; ; attempt++)
             {
                 try
                 {
                     await store.AppendAuditAsync(batch, CancellationToken.None);
+                    if (Interlocked.Exchange(ref _failing, 0) == 1)
+                    {
+                        LogAuditRecovered(logger, attempt, Backlog);
+                    }
+
                     ReportDropped();
                     break;
                 }
-                catch (Exception ex) when (attempt < 5)
+                catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
-                    LogAuditRetry(logger, ex, batch.Count, attempt);
-                    await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), CancellationToken.None);
-                }
-                catch (Exception ex)
-                {
-                    LogAuditLost(logger, ex, batch.Count);
-                    break;
+                    // Never given up: at shutdown the host's timeout ends the wait, and what is still held is logged.
+                    Volatile.Write(ref _failing, 1);
+                    if (attempt == 1)
+                    {
+                        LogAuditRetry(logger, ex, batch.Count);
+                    }
+
+                    if (stoppingToken.IsCancellationRequested && !heldAtShutdownLogged)
+                    {
+                        heldAtShutdownLogged = true;
+                        LogAuditHeldAtShutdown(logger, Backlog);
+                    }
+
+                    var delay = TimeSpan.FromMilliseconds(Math.Min(200.0 * attempt, MaxRetryDelay.TotalMilliseconds));
+                    await Task.Delay(delay, time, CancellationToken.None);
                 }
             }
 
             batch.Clear();
+            Volatile.Write(ref _writing, 0);
         }
     }
 
@@ -96,9 +130,12 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
     [LoggerMessage(EventId = 33, Level = LogLevel.Error, Message = "{Count} audit entries were dropped while the buffer was full ({Total} since start)")]
     private static partial void LogAuditDropped(ILogger logger, long count, long total);
 
-    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Writing {Count} audit entries failed (attempt {Attempt}); retrying")]
-    private static partial void LogAuditRetry(ILogger logger, Exception exception, int count, int attempt);
+    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Writing {Count} audit entries failed; entries wait in the buffer and the write is retried until the store is back")]
+    private static partial void LogAuditRetry(ILogger logger, Exception exception, int count);
 
-    [LoggerMessage(EventId = 31, Level = LogLevel.Error, Message = "Writing {Count} audit entries failed for good")]
-    private static partial void LogAuditLost(ILogger logger, Exception exception, int count);
+    [LoggerMessage(EventId = 31, Level = LogLevel.Error, Message = "Shutting down while the store takes no audit writes: {Count} audit entries are still held and will be lost if the store does not return before the shutdown timeout")]
+    private static partial void LogAuditHeldAtShutdown(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 34, Level = LogLevel.Information, Message = "Audit writes succeed again after {Attempts} attempts; {Backlog} entries still to write")]
+    private static partial void LogAuditRecovered(ILogger logger, int attempts, int backlog);
 }

@@ -10,6 +10,10 @@ internal static class ProcessingSetup
             .Validate(o => o.MaxQueuedSubmissions >= 1, "Pit:Processing:MaxQueuedSubmissions must be positive.")
             .Validate(o => o.MaxQueuedAuditEntries >= 1, "Pit:Processing:MaxQueuedAuditEntries must be positive.")
             .ValidateOnStart();
+        services.AddOptions<AuditOptions>().Bind(configuration.GetSection("Pit:Audit"))
+            .Validate(o => o.RetentionDays is >= 1 and <= 3650, "Pit:Audit:RetentionDays must be 1-3650.")
+            .Validate(o => o.ReadinessBacklog >= 1, "Pit:Audit:ReadinessBacklog must be positive.")
+            .ValidateOnStart();
         // Kubernetes waits 30 s after SIGTERM before it kills; finish well inside that.
         services.AddOptions<HostOptions>().Configure(o => o.ShutdownTimeout = configuration.GetValue("Pit:ShutdownTimeout", TimeSpan.FromSeconds(25)));
         services.AddSingleton<ProcessingSignal>();
@@ -17,6 +21,7 @@ internal static class ProcessingSetup
         services.AddHostedService(sp => sp.GetRequiredService<SubmissionQueue>());
         services.AddSingleton<AuditTrail>();
         services.AddHostedService(sp => sp.GetRequiredService<AuditTrail>());
+        services.AddHealthChecks().AddCheck<AuditBacklogHealthCheck>("audit", tags: ["ready"]);
         services.AddHostedService<SubmissionProcessor>();
         return services;
     }

@@ -6,7 +6,7 @@ using Pit.Server.Telemetry;
 namespace Pit.Server.Processing;
 
 /// <summary>Options of section <c>Pit:Processing</c>.</summary>
-public sealed class ProcessingOptions
+internal sealed class ProcessingOptions
 {
     /// <summary>Run the background processor in this instance (default true).</summary>
     public bool Enabled { get; set; } = true;

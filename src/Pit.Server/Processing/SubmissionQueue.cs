@@ -51,7 +51,7 @@ internal sealed partial class SubmissionQueue(
         {
             Interlocked.Add(ref _queuedBytes, -size);
             LogQueueFull(logger, before, options.Value.MaxQueuedBytes);
-            throw new StoreUnavailableException("The submission queue is full.");
+            throw new StoreUnavailableException("The submission queue is full.") { QueueFull = true };
         }
 
         try
@@ -63,7 +63,7 @@ internal sealed partial class SubmissionQueue(
             if (!_channel.Writer.TryWrite(pending))
             {
                 // Full by count, or completed because the server is shutting down.
-                throw new StoreUnavailableException("The submission queue is full or closed.");
+                throw new StoreUnavailableException("The submission queue is full or closed.") { QueueFull = true };
             }
 
             // Not cancellable from here on: the submission may already be in the batch being committed.
@@ -160,6 +160,9 @@ internal sealed class StoreUnavailableException : Exception
         : base(message, inner)
     {
     }
+
+    /// <summary>Refused for want of room in the queue (backpressure), not because the store failed.</summary>
+    public bool QueueFull { get; init; }
 }
 
 /// <summary>Wakes the processor when new submissions have been committed.</summary>

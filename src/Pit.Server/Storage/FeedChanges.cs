@@ -5,7 +5,7 @@ namespace Pit.Server.Storage;
 /// waiters of this process, PostgreSQL also tells every other instance (<c>LISTEN/NOTIFY</c>). A signal is only a
 /// hint to look again; waiters always re-run their query and never trust what the signal says.
 /// </summary>
-public interface IFeedChangeNotifier
+internal interface IFeedChangeNotifier
 {
     /// <summary>
     /// Called after an apply batch for <paramref name="tenants"/> has committed. Never throws for a failed delivery:
@@ -19,7 +19,7 @@ public interface IFeedChangeNotifier
 /// subscription after, so a change that commits between the two is never missed. Its size is bounded by the
 /// waiter limits of the feed (<c>Pit:Feed:MaxWaiters</c>): only admitted requests subscribe.
 /// </summary>
-public sealed class FeedChangeHub
+internal sealed class FeedChangeHub
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<string, HashSet<FeedChangeSubscription>> _byTenant = new(StringComparer.Ordinal);
@@ -114,7 +114,7 @@ public sealed class FeedChangeHub
 }
 
 /// <summary>One waiter's interest in a feed; <see cref="Changed"/> completes at the first signal after subscribing.</summary>
-public sealed class FeedChangeSubscription : IDisposable
+internal sealed class FeedChangeSubscription : IDisposable
 {
     private readonly FeedChangeHub _hub;
 

@@ -10,7 +10,7 @@ namespace Pit.Server.Storage;
 /// meta) with the server's id and meta spliced in right after <c>resourceType</c>. Splicing bytes keeps the
 /// processing step free of a second FHIR parse.
 /// </summary>
-public static class PatientJson
+internal static class PatientJson
 {
     /// <summary>The organisation-number system used for the tenant tag.</summary>
     public const string OrganisationSystem = "urn:oid:2.16.578.1.12.4.1.4.101";
@@ -21,8 +21,12 @@ public static class PatientJson
     public static bool IsCanonical(ReadOnlySpan<byte> content) =>
         content.StartsWith(Prefix) && content.Length > Prefix.Length && (content[Prefix.Length] == (byte)',' || content[Prefix.Length] == (byte)'}');
 
-    /// <summary>Builds the stored JSON of one Patient version.</summary>
-    public static byte[] Compose(ReadOnlySpan<byte> content, string id, int version, long lastUpdated, string tenant)
+    /// <summary>
+    /// Builds the stored JSON of one Patient version; <paramref name="provenance"/> (who submitted it) becomes the
+    /// meta extensions of <see cref="ProvenanceExtensions"/>. Null writes none (planner unit tests only: every engine
+    /// passes the submission's provenance).
+    /// </summary>
+    public static byte[] Compose(ReadOnlySpan<byte> content, string id, int version, long lastUpdated, string tenant, SubmissionProvenance? provenance = null)
     {
         if (!IsCanonical(content))
         {
@@ -36,6 +40,11 @@ public static class PatientJson
             writer.WriteString("resourceType"u8, "Patient"u8);
             writer.WriteString("id"u8, id);
             writer.WriteStartObject("meta"u8);
+            if (provenance is not null)
+            {
+                WriteProvenance(writer, provenance);
+            }
+
             writer.WriteString("versionId"u8, version.ToString(CultureInfo.InvariantCulture));
             writer.WriteString("lastUpdated"u8, FeedTime.Format(lastUpdated));
             writer.WriteStartArray("tag"u8);
@@ -55,6 +64,31 @@ public static class PatientJson
         return result;
     }
 
+    private static void WriteProvenance(Utf8JsonWriter writer, SubmissionProvenance provenance)
+    {
+        writer.WriteStartArray("extension"u8);
+        WriteExtension(writer, ProvenanceExtensions.ParentOrganizationNumber, provenance.Organisation);
+        WriteExtension(writer, ProvenanceExtensions.ChildOrganizationNumber, provenance.OrgnrChild);
+        WriteExtension(writer, ProvenanceExtensions.SourceClientId, provenance.ClientId);
+        WriteExtension(writer, ProvenanceExtensions.SourceClientName, provenance.ClientName);
+        WriteExtension(writer, ProvenanceExtensions.SubmissionId, provenance.SubmissionId.ToString("D"));
+        writer.WriteEndArray();
+    }
+
+    private static void WriteExtension(Utf8JsonWriter writer, string url, string? value)
+    {
+        // FHIR strings may not be empty: an empty or absent claim is simply not stated.
+        if (string.IsNullOrEmpty(value))
+        {
+            return;
+        }
+
+        writer.WriteStartObject();
+        writer.WriteString("url"u8, url);
+        writer.WriteString("valueString"u8, value);
+        writer.WriteEndObject();
+    }
+
     /// <summary>For diagnostics in tests.</summary>
     internal static string ToText(byte[] json) => Encoding.UTF8.GetString(json);
 }
@@ -63,7 +97,7 @@ public static class PatientJson
 /// Feed timestamps: microseconds since the Unix epoch, exposed as FHIR instants with six fractional digits, so the
 /// exposed precision is exactly the stored one and <c>gt</c> on an exposed value means "strictly after it".
 /// </summary>
-public static class FeedTime
+internal static class FeedTime
 {
     private const long TicksPerMicrosecond = TimeSpan.TicksPerMicrosecond;
 

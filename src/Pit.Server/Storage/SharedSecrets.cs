@@ -4,13 +4,16 @@ using Microsoft.Extensions.Options;
 namespace Pit.Server.Storage;
 
 /// <summary>Options of section <c>Pit:Secrets</c>: secret name to base64 value.</summary>
-public sealed class SharedSecretOptions
+internal sealed class SharedSecretOptions
 {
     /// <summary>The smallest secret accepted, in bytes.</summary>
     public const int MinimumBytes = 32;
 
-    /// <summary>The configured secrets by name, still base64; blank values count as not configured.</summary>
-    public Dictionary<string, string> Values { get; } = new(StringComparer.Ordinal);
+    /// <summary>
+    /// The configured secrets by name, still base64; blank values count as not configured. Names ignore case, as
+    /// configuration keys do (<c>Pit__Secrets__Cursor</c> sets <c>cursor</c>).
+    /// </summary>
+    public Dictionary<string, string> Values { get; } = new(StringComparer.OrdinalIgnoreCase);
 }
 
 /// <summary>Checks every <c>Pit:Secrets:{name}</c> at start-up: base64 of at least 32 bytes.</summary>
@@ -37,7 +40,7 @@ internal sealed class SharedSecretOptionsValidator : IValidateOptions<SharedSecr
 /// Secrets every instance over one store must share (the cursor key, ...): taken from configuration when given
 /// (<c>Pit:Secrets:{name}</c>, base64, validated at start-up), otherwise generated once and kept in the store.
 /// </summary>
-public sealed class SharedSecrets(ISharedSecretStore store, IOptions<SharedSecretOptions> options)
+internal sealed class SharedSecrets(ISharedSecretStore store, IOptions<SharedSecretOptions> options)
 {
     /// <summary>The 32-byte secret called <paramref name="name"/>.</summary>
     public async Task<byte[]> GetAsync(string name, CancellationToken cancellationToken)
@@ -49,6 +52,15 @@ public sealed class SharedSecrets(ISharedSecretStore store, IOptions<SharedSecre
 
         return await store.GetOrCreateSecretAsync(name, () => RandomNumberGenerator.GetBytes(SharedSecretOptions.MinimumBytes), cancellationToken);
     }
+
+    /// <summary>
+    /// The retired secret <c>Pit:Secrets:{name}Previous</c> when configured, else null: accepted for verification
+    /// only while a key rotation settles, never used to seal anything new, never generated.
+    /// </summary>
+    public byte[]? GetPrevious(string name) =>
+        options.Value.Values.TryGetValue(name + "Previous", out var configured) && !string.IsNullOrWhiteSpace(configured)
+            ? SharedSecretOptionsValidator.Decode(configured)
+            : null;
 }
 
 internal static class SharedSecretsSetup

@@ -1,7 +1,7 @@
 namespace Pit.Server.Storage;
 
 /// <summary>A person identifier (system and value) used to find an existing Patient within a tenant.</summary>
-public readonly record struct PatientKey(string System, string Value);
+internal readonly record struct PatientKey(string System, string Value);
 
 /// <summary>An accepted, validated submission waiting to be stored.</summary>
 /// <param name="Id">Server-assigned submission id.</param>
@@ -12,12 +12,13 @@ public readonly record struct PatientKey(string System, string Value);
 /// <param name="ContentHash">SHA-256 of <paramref name="Content"/>.</param>
 /// <param name="Keys">The person identifiers, used to match an existing Patient.</param>
 /// <param name="AcceptedAt">Acceptance time, microseconds since the epoch.</param>
-public sealed record NewSubmission(
+/// <param name="ClientName">The submitting client's HelseID client name, when the token carried a non-empty one.</param>
+internal sealed record NewSubmission(
     Guid Id, string Tenant, string ClientId, string? OrgnrChild,
-    byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, long AcceptedAt);
+    byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, long AcceptedAt, string? ClientName = null);
 
 /// <summary>Where a submission is in its life.</summary>
-public enum SubmissionState
+internal enum SubmissionState
 {
     /// <summary>Accepted and durable, not processed yet.</summary>
     Queued = 0,
@@ -50,16 +51,16 @@ internal static class SubmissionStateSql
 /// <summary>The queue as operators watch it (metrics, readiness).</summary>
 /// <param name="Pending">Submissions accepted and not yet applied (including those waiting for a retry).</param>
 /// <param name="OldestPendingAcceptedAt">Acceptance time of the oldest pending submission; null when none is pending.</param>
-public sealed record QueueStatistics(long Pending, long? OldestPendingAcceptedAt);
+internal sealed record QueueStatistics(long Pending, long? OldestPendingAcceptedAt);
 
 /// <summary>
 /// A submission that an apply batch took off the queue: its id, acceptance time (microseconds) and tenant (whose feed
 /// waiters are woken after the commit).
 /// </summary>
-public readonly record struct TakenSubmission(Guid Id, long AcceptedAt, string Tenant);
+internal readonly record struct TakenSubmission(Guid Id, long AcceptedAt, string Tenant);
 
 /// <summary>What one apply batch took off the queue, in acceptance order.</summary>
-public sealed record AppliedBatch(IReadOnlyList<TakenSubmission> Taken)
+internal sealed record AppliedBatch(IReadOnlyList<TakenSubmission> Taken)
 {
     /// <summary>Nothing was pending.</summary>
     public static AppliedBatch Empty { get; } = new([]);
@@ -69,24 +70,24 @@ public sealed record AppliedBatch(IReadOnlyList<TakenSubmission> Taken)
 }
 
 /// <summary>A stored submission and its outcome.</summary>
-public sealed record SubmissionRecord(
+internal sealed record SubmissionRecord(
     Guid Id, string Tenant, long Sequence, SubmissionState State, long AcceptedAt, long? ProcessedAt,
     string? PatientId, int? PatientVersion, string? Reason);
 
 /// <summary>The current version of a stored Patient; <see cref="Json"/> is ready to send.</summary>
-public sealed record PatientRecord(string Id, string Tenant, int Version, long LastUpdated, byte[] Json);
+internal sealed record PatientRecord(string Id, string Tenant, int Version, long LastUpdated, byte[] Json);
 
 /// <summary>
 /// One keyset page. Bounds are on lastUpdated in microseconds: <see cref="From"/> inclusive, <see cref="To"/>
 /// exclusive. <see cref="After"/> is the (lastUpdated, id) of the last row already returned, in the sort direction.
 /// </summary>
-public sealed record PatientPageQuery(
+internal sealed record PatientPageQuery(
     string? Tenant, bool Descending, long? From, long? To, PagePosition? After, int Limit);
 
 /// <summary>The position of a row in the feed.</summary>
-public readonly record struct PagePosition(long LastUpdated, string Id);
+internal readonly record struct PagePosition(long LastUpdated, string Id);
 
 /// <summary>One audit log line. Never holds tokens, proofs or identity numbers.</summary>
-public sealed record AuditEntry(
+internal sealed record AuditEntry(
     long At, string Action, string ClientId, string Organisation, string? OrgnrChild,
     Guid? SubmissionId, string? PatientIds, int Status, string Outcome);

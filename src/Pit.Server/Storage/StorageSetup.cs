@@ -6,7 +6,7 @@ using Pit.Server.Storage.Sqlite;
 namespace Pit.Server.Storage;
 
 /// <summary>Options of section <c>Pit:Storage</c>.</summary>
-public sealed class StorageOptions
+internal sealed class StorageOptions
 {
     /// <summary><c>Sqlite</c> (default) or <c>Postgres</c>.</summary>
     public string Provider { get; set; } = "Sqlite";
@@ -16,6 +16,12 @@ public sealed class StorageOptions
 
     /// <summary>Apply schema migrations at start-up (default true).</summary>
     public bool MigrateOnStartup { get; set; } = true;
+
+    /// <summary>
+    /// Processed (not queued) submissions are deleted this many days after processing (default 30); their status URL
+    /// then answers 404. 1-3650.
+    /// </summary>
+    public int SubmissionRetentionDays { get; set; } = 30;
 }
 
 /// <summary>Checks <see cref="StorageOptions"/> at start-up; every message names its configuration key.</summary>
@@ -26,6 +32,11 @@ internal sealed class StorageOptionsValidator : IValidateOptions<StorageOptions>
         if (options.Provider is not ("Sqlite" or "Postgres"))
         {
             return ValidateOptionsResult.Fail("Pit:Storage:Provider must be Sqlite or Postgres.");
+        }
+
+        if (options.SubmissionRetentionDays is < 1 or > 3650)
+        {
+            return ValidateOptionsResult.Fail("Pit:Storage:SubmissionRetentionDays must be 1-3650.");
         }
 
         return options.Provider == "Postgres" && string.IsNullOrWhiteSpace(options.ConnectionString)
@@ -56,13 +67,15 @@ internal static class StorageSetup
 
         services.AddSharedSecrets(configuration);
         services.AddHostedService<StoreInitializer>();
+        services.AddSingleton<StoreRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<StoreRetention>());
         services.AddHealthChecks().AddCheck<StoreHealthCheck>("store", tags: ["ready"]);
         return services;
     }
 
     /// <summary>Registers <paramref name="create"/>'s engine once, behind every store interface.</summary>
     public static IServiceCollection AddStoreEngine<TEngine>(this IServiceCollection services, Func<IServiceProvider, TEngine> create)
-        where TEngine : class, IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth
+        where TEngine : class, IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IAuditExportStore, IRetentionStore, IStoreHealth
     {
         services.AddSingleton(create);
         services.AddSingleton<IStoreMigrator>(sp => sp.GetRequiredService<TEngine>());
@@ -70,6 +83,8 @@ internal static class StorageSetup
         services.AddSingleton<IPatientFeedStore>(sp => sp.GetRequiredService<TEngine>());
         services.AddSingleton<ISharedSecretStore>(sp => sp.GetRequiredService<TEngine>());
         services.AddSingleton<IAuditStore>(sp => sp.GetRequiredService<TEngine>());
+        services.AddSingleton<IAuditExportStore>(sp => sp.GetRequiredService<TEngine>());
+        services.AddSingleton<IRetentionStore>(sp => sp.GetRequiredService<TEngine>());
         services.AddSingleton<IStoreHealth>(sp => sp.GetRequiredService<TEngine>());
         return services;
     }
@@ -77,7 +92,7 @@ internal static class StorageSetup
     public static WebApplication MapPitHealth(this WebApplication app)
     {
         app.MapHealthChecks("/health/live", new() { Predicate = _ => false });
-        app.MapHealthChecks("/health/ready", new() { Predicate = c => c.Tags.Contains("ready") });
+        app.MapHealthChecks("/health/ready", new() { Predicate = c => c.Tags.Contains("ready"), ResponseWriter = Operability.HealthReportJson.WriteAsync });
         return app;
     }
 

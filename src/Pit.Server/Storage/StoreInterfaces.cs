@@ -5,14 +5,14 @@ namespace Pit.Server.Storage;
 // since the Unix epoch (UTC) throughout.
 
 /// <summary>The schema.</summary>
-public interface IStoreMigrator
+internal interface IStoreMigrator
 {
     /// <summary>Creates or migrates the schema. Safe to call from several processes at once.</summary>
     Task MigrateAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>The durable queue of accepted submissions, and applying it to the Patient feed.</summary>
-public interface ISubmissionQueueStore
+internal interface ISubmissionQueueStore
 {
     /// <summary>
     /// Stores the batch durably in one transaction (group commit) and returns only after it has committed.
@@ -38,7 +38,7 @@ public interface ISubmissionQueueStore
 }
 
 /// <summary>The Patient feed: current versions, by id and in keyset pages.</summary>
-public interface IPatientFeedStore
+internal interface IPatientFeedStore
 {
     /// <summary>The current version of the Patient, or null.</summary>
     Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken);
@@ -51,7 +51,7 @@ public interface IPatientFeedStore
 }
 
 /// <summary>Secrets shared by every instance over one store.</summary>
-public interface ISharedSecretStore
+internal interface ISharedSecretStore
 {
     /// <summary>
     /// A secret shared by all instances over this store: created with <paramref name="create"/> the first time,
@@ -61,17 +61,51 @@ public interface ISharedSecretStore
 }
 
 /// <summary>The audit log.</summary>
-public interface IAuditStore
+internal interface IAuditStore
 {
     /// <summary>Appends audit entries (batched by the caller).</summary>
     Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
 
-    /// <summary>Audit entries newest first, optionally for one organisation.</summary>
+    /// <summary>Audit entries newest first (by time, then by order of writing), optionally for one organisation.</summary>
     Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken);
 }
 
+/// <summary>The audit log in full, for the data protection officer (<c>audit-export</c>).</summary>
+internal interface IAuditExportStore
+{
+    /// <summary>
+    /// Every audit entry with <paramref name="from"/> &lt;= at &lt; <paramref name="to"/>, optionally for one
+    /// organisation, oldest first, streamed (never all held in memory).
+    /// </summary>
+    IAsyncEnumerable<AuditEntry> ExportAuditAsync(long from, long to, string? organisation, CancellationToken cancellationToken);
+}
+
+/// <summary>Keeping stored history within its retention, off the request path (see Storage/StoreRetention.cs).</summary>
+internal interface IRetentionStore
+{
+    /// <summary>
+    /// Gets the audit log ready for entries from <paramref name="from"/> to <paramref name="to"/> (PostgreSQL creates
+    /// the day partitions ahead, moving any rows the default partition caught; SQLite needs nothing). Safe to call from
+    /// several instances at once.
+    /// </summary>
+    Task PrepareAuditAsync(long from, long to, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Removes audit entries older than <paramref name="before"/>: at most <paramref name="maxRows"/> rows deleted by
+    /// one statement (PostgreSQL also drops whole day partitions that lie entirely before it). Returns the rows
+    /// deleted by statement, so the caller repeats while it gets <paramref name="maxRows"/>.
+    /// </summary>
+    Task<int> RemoveAuditBeforeAsync(long before, int maxRows, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Deletes at most <paramref name="maxRows"/> processed (not queued) submissions processed before
+    /// <paramref name="before"/>; their status then reads as unknown. Returns how many were deleted.
+    /// </summary>
+    Task<int> RemoveProcessedSubmissionsBeforeAsync(long before, int maxRows, CancellationToken cancellationToken);
+}
+
 /// <summary>Whether the store can be reached (the readiness check).</summary>
-public interface IStoreHealth
+internal interface IStoreHealth
 {
     /// <summary>Throws when the store cannot be reached.</summary>
     Task CheckHealthAsync(CancellationToken cancellationToken);

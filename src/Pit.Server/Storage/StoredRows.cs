@@ -18,6 +18,19 @@ internal static class StoredRows
         reader.IsDBNull(6) ? null : reader.GetInt32(6),
         reader.IsDBNull(7) ? null : reader.GetString(7));
 
+    /// <summary>The submission columns of its provenance besides id and tenant, in this order.</summary>
+    public const string ProvenanceColumns = "client_id, orgnr_child, client_name";
+
+    /// <summary>
+    /// The provenance of a claimed submission whose claim query selects <see cref="ProvenanceColumns"/> from column
+    /// <paramref name="first"/> on.
+    /// </summary>
+    public static SubmissionProvenance Provenance(Guid id, string tenant, DbDataReader reader, int first) => new(
+        id, tenant,
+        reader.IsDBNull(first + 1) ? null : reader.GetString(first + 1),
+        reader.GetString(first),
+        reader.IsDBNull(first + 2) ? null : reader.GetString(first + 2));
+
     /// <summary>The Patient columns every engine selects, in this order.</summary>
     public const string PatientColumns = "id, tenant, version, last_updated, json";
 
@@ -48,22 +61,58 @@ internal static class StoredRows
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            result.Add(new AuditEntry(
-                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
-                reader.IsDBNull(4) ? null : reader.GetString(4),
-                reader.IsDBNull(5) ? null : reader.GetValue(5) as Guid? ?? Guid.Parse(reader.GetString(5)),
-                reader.IsDBNull(6) ? null : reader.GetString(6),
-                reader.GetInt32(7), reader.GetString(8)));
+            result.Add(Audit(reader));
         }
 
         return result;
     }
 
-    /// <summary>The audit page query: newest first, optionally for one organisation; engines supply placeholders.</summary>
+    /// <summary>Runs <paramref name="command"/> (a select of <see cref="AuditColumns"/>) and streams its rows.</summary>
+    public static async IAsyncEnumerable<AuditEntry> StreamAuditAsync(DbCommand command, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            yield return Audit(reader);
+        }
+    }
+
+    /// <summary>Reads a row of <see cref="AuditColumns"/>.</summary>
+    public static AuditEntry Audit(DbDataReader reader) => new(
+        reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
+        reader.IsDBNull(4) ? null : reader.GetString(4),
+        reader.IsDBNull(5) ? null : reader.GetValue(5) as Guid? ?? Guid.Parse(reader.GetString(5)),
+        reader.IsDBNull(6) ? null : reader.GetString(6),
+        reader.GetInt32(7), reader.GetString(8));
+
+    /// <summary>
+    /// The audit page query: newest first, optionally for one organisation; engines supply placeholders. Ordered by
+    /// time (then id), which both engines index and which PostgreSQL's day partitions are laid out by.
+    /// </summary>
     public static string AuditQuery(string? organisationParameter, string limitParameter) => string.Concat(
         $"SELECT {AuditColumns} FROM audit_log",
         organisationParameter is null ? "" : $" WHERE organisation = {organisationParameter}",
-        $" ORDER BY id DESC LIMIT {limitParameter};");
+        $" ORDER BY at DESC, id DESC LIMIT {limitParameter};");
+
+    /// <summary>The export query: entries in [from, to), oldest first, optionally for one organisation.</summary>
+    public static string AuditExportQuery(string fromParameter, string toParameter, string? organisationParameter) => string.Concat(
+        $"SELECT {AuditColumns} FROM audit_log WHERE at >= {fromParameter} AND at < {toParameter}",
+        organisationParameter is null ? "" : $" AND organisation = {organisationParameter}",
+        " ORDER BY at, id;");
+
+    /// <summary>
+    /// Deletes up to <paramref name="limitParameter"/> processed submissions processed before
+    /// <paramref name="beforeParameter"/>, oldest first, over the partial index on processed_at (<see cref="ProcessedSubmissionsIndex"/>).
+    /// </summary>
+    public static string ProcessedSubmissionsDelete(string beforeParameter, string limitParameter) => $"""
+        DELETE FROM submissions WHERE seq IN (
+            SELECT seq FROM submissions WHERE state <> {SubmissionStateSql.Queued} AND processed_at < {beforeParameter}
+            ORDER BY processed_at LIMIT {limitParameter});
+        """;
+
+    /// <summary>The index the submission retention deletes by; both engines create it in their second schema step.</summary>
+    public static readonly string ProcessedSubmissionsIndex =
+        $"CREATE INDEX submissions_processed ON submissions (processed_at) WHERE state <> {SubmissionStateSql.Queued};";
 
     /// <summary>The count and oldest acceptance time of the queued submissions (both over the partial queue index).</summary>
     public static readonly string QueueStatisticsQuery = $"""

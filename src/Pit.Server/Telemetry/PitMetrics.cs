@@ -4,7 +4,7 @@ using System.Diagnostics.Metrics;
 namespace Pit.Server.Telemetry;
 
 /// <summary>The server's own metrics (meter <c>Pit.Server</c>): what operators watch besides HTTP metrics.</summary>
-public sealed class PitMetrics
+internal sealed class PitMetrics
 {
     /// <summary>The meter name, for exporters and listeners; also the name of the server's activity source.</summary>
     public const string MeterName = "Pit.Server";

@@ -5,7 +5,7 @@ using OpenTelemetry.Metrics;
 namespace Pit.Server.Telemetry;
 
 /// <summary>Options of section <c>Pit:Telemetry:Prometheus</c>.</summary>
-public sealed class PrometheusOptions
+internal sealed class PrometheusOptions
 {
     /// <summary>Serve a Prometheus scrape endpoint (default false).</summary>
     public bool Enabled { get; set; }

@@ -85,6 +85,49 @@ public sealed class DpopNonceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task After_a_nonce_key_rotation_nonces_of_the_previous_key_are_accepted_until_it_is_removed_and_new_nonces_use_the_new_key()
+    {
+        var newKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+        await using var rotated = await TestServer.StartAsync(new Dictionary<string, string?>(Settings)
+        {
+            ["Pit:Auth:DPoP:NonceKey"] = newKey,
+            ["Pit:Auth:DPoP:PreviousNonceKey"] = _nonceKey,
+        });
+        await using var retired = await TestServer.StartAsync(new Dictionary<string, string?>(Settings) { ["Pit:Auth:DPoP:NonceKey"] = newKey });
+
+        var oldNonce = await NonceFromAsync(_server);
+        using (var response = await SendWithNonceAsync(rotated, oldNonce))
+        {
+            AuthAssert.PassedAuthentication(response);
+        }
+
+        using (var response = await SendWithNonceAsync(retired, oldNonce))
+        {
+            await AuthAssert.UnauthorizedAsync(response, "use_dpop_nonce");
+        }
+
+        using (var response = await SendWithNonceAsync(retired, await NonceFromAsync(rotated)))
+        {
+            AuthAssert.PassedAuthentication(response);
+        }
+    }
+
+    private static async Task<string> NonceFromAsync(TestServer server)
+    {
+        using var requests = new AuthRequests(server);
+        var token = requests.ValidToken();
+        using var challenge = await requests.SendAsync(token, requests.Proof(token));
+        return challenge.Headers.GetValues("DPoP-Nonce").Single();
+    }
+
+    private static async Task<HttpResponseMessage> SendWithNonceAsync(TestServer server, string nonce)
+    {
+        using var requests = new AuthRequests(server);
+        var token = requests.ValidToken();
+        return await requests.SendAsync(token, requests.Proof(token, nonce: nonce));
+    }
+
+    [Fact]
     public async Task Token_endpoint_nonce_is_not_accepted_by_the_API()
     {
         using var requests = new AuthRequests(_server);

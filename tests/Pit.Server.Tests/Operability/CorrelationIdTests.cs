@@ -52,7 +52,7 @@ public sealed class CorrelationIdTests
         Assert.Equal("trace-me-500", Header(response));
         var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
         Assert.Contains("Correlation id: trace-me-500.", PitApi.AssertOutcome(body, "exception"));
-        var failure = Assert.Single(logs.Entries, e => e.Category == "Pit.Server.Errors");
+        var failure = Assert.Single(logs.Entries, e => e.Category == "Pit.Server.Fhir.PitExceptionHandler");
         Assert.Equal("trace-me-500", failure.ScopeValues["CorrelationId"]);
     }
 

@@ -19,6 +19,17 @@ public sealed class IdentifierAndCursorTests
     }
 
     [Fact]
+    public void The_29th_of_February_exists_in_2000_but_not_in_1900()
+    {
+        // The same digits 290200: individual 000-499 means 1900 (divisible by 100, not a leap year), 500-999 means
+        // 2000 (divisible by 400, a leap year). A leap-year rule of "every fourth year" accepts both.
+        var y1900 = TestPatients.FromParts(29, 2, 0, 100);
+        Assert.Contains("not a valid date", NorwegianIdentifiers.Check(NorwegianIdentifiers.Fnr, y1900, allowSynthetic: false));
+        var y2000 = TestPatients.FromParts(29, 2, 0, 600);
+        Assert.Null(NorwegianIdentifiers.Check(NorwegianIdentifiers.Fnr, y2000, allowSynthetic: false));
+    }
+
+    [Fact]
     public void A_d_number_must_have_40_added_to_its_day_and_a_fodselsnummer_must_not()
     {
         var dnr = TestPatients.Fnr(new DateOnly(1990, 6, 30), 321, monthOffset: 0, dNumber: true);

@@ -51,6 +51,17 @@ public sealed class StorageSetupTests
     }
 
     [Theory]
+    [InlineData("Pit:Audit:RetentionDays", "0")]
+    [InlineData("Pit:Audit:RetentionDays", "3651")]
+    [InlineData("Pit:Audit:ReadinessBacklog", "0")]
+    [InlineData("Pit:Storage:SubmissionRetentionDays", "0")]
+    public async Task A_retention_or_backlog_setting_out_of_range_stops_start_up_naming_its_key(string key, string value)
+    {
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => TestServer.StartAsync(new Dictionary<string, string?> { [key] = value }));
+        Assert.Contains(key, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("Pit:Secrets:cursor", "not base64!")]
     [InlineData("Pit:Secrets:cursor", "AAECAwQFBgcICQoLDA0ODw==")] // 16 bytes
     public async Task A_configured_secret_that_is_not_base64_of_32_bytes_stops_start_up_naming_its_key(string key, string value)

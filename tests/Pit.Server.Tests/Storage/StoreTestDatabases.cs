@@ -11,12 +11,13 @@ namespace Pit.Server.Tests.Storage;
 
 /// <summary>One store instance (one process's view) through the interfaces the server uses.</summary>
 internal sealed record StoreUnderTest(
-    IStoreMigrator Migrator, ISubmissionQueueStore Queue, IPatientFeedStore Feed, ISharedSecretStore Secrets, IAuditStore Audit, IStoreHealth Health)
+    IStoreMigrator Migrator, ISubmissionQueueStore Queue, IPatientFeedStore Feed, ISharedSecretStore Secrets, IAuditStore Audit, IStoreHealth Health,
+    IAuditExportStore Export, IRetentionStore Retention)
 {
     /// <summary>Every interface of one engine instance.</summary>
     public static StoreUnderTest Of<TEngine>(TEngine engine)
-        where TEngine : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth =>
-        new(engine, engine, engine, engine, engine, engine);
+        where TEngine : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAuditExportStore, IRetentionStore =>
+        new(engine, engine, engine, engine, engine, engine, engine, engine);
 }
 
 /// <summary>One empty database of one engine for one test; the stores opened over it are disposed with it.</summary>
@@ -45,7 +46,7 @@ internal abstract class StoreTestDatabase : IAsyncDisposable
     protected abstract (StoreUnderTest Store, IAsyncDisposable Engine) Create(TimeProvider time);
 
     protected static (StoreUnderTest, IAsyncDisposable) Opened<TEngine>(TEngine engine)
-        where TEngine : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAsyncDisposable =>
+        where TEngine : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAuditExportStore, IRetentionStore, IAsyncDisposable =>
         (StoreUnderTest.Of(engine), engine);
 
     public virtual async ValueTask DisposeAsync()
@@ -61,7 +62,7 @@ internal sealed class SqliteTestDatabase : StoreTestDatabase
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("pit-store-").FullName;
 
-    private string ConnectionString => $"Data Source={Path.Combine(_folder, "pit.db")}";
+    public string ConnectionString => $"Data Source={Path.Combine(_folder, "pit.db")}";
 
     public override bool SupportsSeveralInstances => false;
 

@@ -22,7 +22,7 @@ internal sealed partial class PostgresPitStore
     // row, and row locks would only cost a write per claimed row. The feed lock is the design because only it makes
     // lastUpdated order equal commit order across instances; row locks cannot.
     private static readonly string ClaimSql = $"""
-        SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts, id, accepted_at FROM submissions
+        SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts, id, accepted_at, {StoredRows.ProvenanceColumns} FROM submissions
         WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2;
         """;
 
@@ -82,10 +82,12 @@ internal sealed partial class PostgresPitStore
                 var systems = reader.GetFieldValue<string[]>(4);
                 var values = reader.GetFieldValue<string[]>(5);
                 var seq = reader.GetInt64(0);
+                var id = reader.GetGuid(7);
                 pending.Add(new PendingSubmission(
                     seq, reader.GetString(1), reader.GetFieldValue<byte[]>(2), reader.GetFieldValue<byte[]>(3),
                     systems.Zip(values, (s, v) => new PatientKey(s, v)).ToList(),
-                    new TakenSubmission(reader.GetGuid(7), reader.GetInt64(8), reader.GetString(1))));
+                    new TakenSubmission(id, reader.GetInt64(8), reader.GetString(1)),
+                    StoredRows.Provenance(id, reader.GetString(1), reader, 9)));
                 attempts.Add(seq, reader.GetInt32(6));
             }
 

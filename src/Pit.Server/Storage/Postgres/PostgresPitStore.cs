@@ -16,12 +16,12 @@ namespace Pit.Server.Storage.Postgres;
 /// </para>
 /// </summary>
 internal sealed partial class PostgresPitStore
-    : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAsyncDisposable
+    : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IAuditExportStore, IRetentionStore, IStoreHealth, IAsyncDisposable
 {
     /// <summary>The insert of one accepted submission (also used by tests that simulate a slow group commit).</summary>
     internal const string InsertSubmissionSql = """
-        INSERT INTO submissions (id, tenant, client_id, orgnr_child, content, content_hash, key_systems, key_values, accepted_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+        INSERT INTO submissions (id, tenant, client_id, orgnr_child, content, content_hash, key_systems, key_values, accepted_at, client_name)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
         """;
 
     private readonly NpgsqlDataSource _dataSource;
@@ -120,6 +120,7 @@ internal sealed partial class PostgresPitStore
         command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = s.Keys.Select(k => k.System).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = s.Keys.Select(k => k.Value).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = s.AcceptedAt });
+        command.Parameters.Add(Text(s.ClientName));
         return command;
     }
 
@@ -211,6 +212,11 @@ internal sealed partial class PostgresPitStore
         }
     }
 
+    /// <summary>
+    /// One transaction with <c>synchronous_commit = off</c>: the commit returns without waiting for the WAL flush,
+    /// which the WAL writer does within 3 × <c>wal_writer_delay</c> (600 ms by default). A crash of the database
+    /// server can lose the batches committed in that window; nothing else is weakened (docs/OPERATIONS.md).
+    /// </summary>
     private async Task AppendAuditOnceAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
         if (entries.Count == 0)
@@ -218,7 +224,11 @@ internal sealed partial class PostgresPitStore
             return;
         }
 
-        await using var command = _dataSource.CreateCommand("""
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+        await using var batch = new NpgsqlBatch(connection, tx);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = off;"));
+        var command = new NpgsqlBatchCommand("""
             INSERT INTO audit_log (at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome)
             SELECT at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome
             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::integer[], $9::text[])
@@ -234,7 +244,9 @@ internal sealed partial class PostgresPitStore
         command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = entries.Select(e => e.PatientIds).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = entries.Select(e => e.Status).ToArray() });
         command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = entries.Select(e => e.Outcome).ToArray() });
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        batch.BatchCommands.Add(command);
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+        await tx.CommitAsync(cancellationToken);
     }
 
     public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>

@@ -16,6 +16,9 @@ internal static class PostgresSchema
     /// <summary>Advisory lock key every apply transaction holds to commit ("PIT" + 2): the feed's commit order.</summary>
     public const long FeedLockKey = 0x5049_5400_0002;
 
+    /// <summary>Advisory lock key held while creating or dropping audit partitions ("PIT" + 3).</summary>
+    public const long AuditPartitionLockKey = 0x5049_5400_0003;
+
     /// <summary>The migrations in order; versions are 1, 2, 3, ...</summary>
     public static IReadOnlyList<(int Version, string Name, string Sql)> Migrations { get; } =
     [
@@ -87,6 +90,10 @@ internal static class PostgresSchema
                 key uuid PRIMARY KEY,
                 expires_at bigint NOT NULL);
             CREATE INDEX dpop_replay_keys_expiry ON dpop_replay_keys (expires_at);
+            """),
+        (4, "audit log partitioned by day; processed submissions indexed for retention", PostgresAuditPartitions.PartitioningMigration),
+        (5, "submissions: client name for provenance", """
+            ALTER TABLE submissions ADD COLUMN client_name text;
             """),
     ];
 

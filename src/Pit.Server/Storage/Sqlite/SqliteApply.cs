@@ -11,7 +11,7 @@ namespace Pit.Server.Storage.Sqlite;
 internal sealed partial class SqlitePitStore
 {
     private static readonly string ClaimSql = $"""
-        SELECT seq, tenant, content, content_hash, keys, id, accepted_at FROM submissions
+        SELECT seq, tenant, content, content_hash, keys, id, accepted_at, {StoredRows.ProvenanceColumns} FROM submissions
         WHERE state = {SubmissionStateSql.Queued} ORDER BY seq LIMIT $max;
         """;
 
@@ -32,9 +32,11 @@ internal sealed partial class SqlitePitStore
                 await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
                 while (await reader.ReadAsync(cancellationToken))
                 {
+                    var id = new Guid((byte[])reader[5]);
                     pending.Add(new PendingSubmission(
                         reader.GetInt64(0), reader.GetString(1), (byte[])reader[2], (byte[])reader[3], DeserializeKeys(reader.GetString(4)),
-                        new TakenSubmission(new Guid((byte[])reader[5]), reader.GetInt64(6), reader.GetString(1))));
+                        new TakenSubmission(id, reader.GetInt64(6), reader.GetString(1)),
+                        StoredRows.Provenance(id, reader.GetString(1), reader, 7)));
                 }
             }
 

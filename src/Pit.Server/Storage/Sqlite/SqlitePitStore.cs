@@ -8,7 +8,7 @@ namespace Pit.Server.Storage.Sqlite;
 /// connections and run beside the writer.
 /// </summary>
 internal sealed partial class SqlitePitStore
-    : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IStoreHealth, IAsyncDisposable
+    : IStoreMigrator, ISubmissionQueueStore, IPatientFeedStore, ISharedSecretStore, IAuditStore, IAuditExportStore, IRetentionStore, IStoreHealth, IAsyncDisposable
 {
     private readonly string _connectionString;
     private readonly TimeProvider _time;
@@ -31,9 +31,9 @@ internal sealed partial class SqlitePitStore
         InWriteTransactionAsync(async (writer, tx) =>
         {
             var version = Convert.ToInt32(await ScalarAsync(writer, tx, "PRAGMA user_version;", cancellationToken));
-            if (version < 1)
+            for (var next = version; next < SqliteSchema.Version; next++)
             {
-                await ExecuteAsync(writer, tx, SqliteSchema.Initial, cancellationToken);
+                await ExecuteAsync(writer, tx, SqliteSchema.Migrations[next], cancellationToken);
             }
 
             if (version < SqliteSchema.Version)
@@ -49,13 +49,14 @@ internal sealed partial class SqlitePitStore
             await using var insert = writer.CreateCommand();
             insert.Transaction = tx;
             insert.CommandText = """
-                INSERT INTO submissions (id, tenant, client_id, orgnr_child, content, content_hash, keys, accepted_at)
-                VALUES ($id, $tenant, $client, $child, $content, $hash, $keys, $at);
+                INSERT INTO submissions (id, tenant, client_id, orgnr_child, client_name, content, content_hash, keys, accepted_at)
+                VALUES ($id, $tenant, $client, $child, $name, $content, $hash, $keys, $at);
                 """;
             var id = insert.Parameters.Add("$id", SqliteType.Blob);
             var tenant = insert.Parameters.Add("$tenant", SqliteType.Text);
             var client = insert.Parameters.Add("$client", SqliteType.Text);
             var child = insert.Parameters.Add("$child", SqliteType.Text);
+            var name = insert.Parameters.Add("$name", SqliteType.Text);
             var content = insert.Parameters.Add("$content", SqliteType.Blob);
             var hash = insert.Parameters.Add("$hash", SqliteType.Blob);
             var keys = insert.Parameters.Add("$keys", SqliteType.Text);
@@ -66,6 +67,7 @@ internal sealed partial class SqlitePitStore
                 tenant.Value = s.Tenant;
                 client.Value = s.ClientId;
                 child.Value = (object?)s.OrgnrChild ?? DBNull.Value;
+                name.Value = (object?)s.ClientName ?? DBNull.Value;
                 content.Value = s.Content;
                 hash.Value = s.ContentHash;
                 keys.Value = SerializeKeys(s.Keys);
@@ -139,9 +141,14 @@ internal sealed partial class SqlitePitStore
             return (byte[])(await select.ExecuteScalarAsync(cancellationToken))!;
         }, cancellationToken);
 
+    /// <summary>
+    /// Appends a batch without an fsync of its own (<c>synchronous=NORMAL</c> for this transaction): the rows reach
+    /// the disk with the next durable commit on this file (the next group commit or apply) or the next checkpoint.
+    /// A process crash loses none of them; a power loss or OS crash can lose those committed since (docs/OPERATIONS.md).
+    /// </summary>
     public async Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
-        await InWriteTransactionAsync(async (writer, tx) =>
+        await InWriteTransactionAsync(durable: false, async (writer, tx) =>
         {
             await using var insert = Command(writer, tx, """
                 INSERT INTO audit_log (at, action, client_id, organisation, orgnr_child, submission_id, patient_ids, status, outcome)
@@ -206,16 +213,38 @@ internal sealed partial class SqlitePitStore
     /// Runs <paramref name="work"/> in one transaction on the single write connection, holding the write lock, and
     /// commits it (an exception rolls it back).
     /// </summary>
-    private async Task<T> InWriteTransactionAsync<T>(Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)
+    private Task<T> InWriteTransactionAsync<T>(Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(durable: true, work, cancellationToken);
+
+    /// <summary>
+    /// As above; with <paramref name="durable"/> false the commit does not wait for an fsync (<c>synchronous=NORMAL</c>
+    /// in WAL mode): it survives a process crash, and reaches the disk with the next durable commit or checkpoint.
+    /// </summary>
+    private async Task<T> InWriteTransactionAsync<T>(bool durable, Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
             var writer = await WriterAsync(cancellationToken);
-            await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
-            var result = await work(writer, tx);
-            await tx.CommitAsync(cancellationToken);
-            return result;
+            if (!durable)
+            {
+                await ExecuteAsync(writer, "PRAGMA synchronous = NORMAL;", cancellationToken);
+            }
+
+            try
+            {
+                await using var tx = (SqliteTransaction)await writer.BeginTransactionAsync(cancellationToken);
+                var result = await work(writer, tx);
+                await tx.CommitAsync(cancellationToken);
+                return result;
+            }
+            finally
+            {
+                if (!durable)
+                {
+                    await ExecuteAsync(writer, "PRAGMA synchronous = FULL;", CancellationToken.None);
+                }
+            }
         }
         finally
         {
@@ -224,7 +253,10 @@ internal sealed partial class SqlitePitStore
     }
 
     private Task InWriteTransactionAsync(Func<SqliteConnection, SqliteTransaction, Task> work, CancellationToken cancellationToken) =>
-        InWriteTransactionAsync(async (writer, tx) =>
+        InWriteTransactionAsync(durable: true, work, cancellationToken);
+
+    private Task InWriteTransactionAsync(bool durable, Func<SqliteConnection, SqliteTransaction, Task> work, CancellationToken cancellationToken) =>
+        InWriteTransactionAsync(durable, async (writer, tx) =>
         {
             await work(writer, tx);
             return true;

@@ -1,13 +1,16 @@
 namespace Pit.Server.Storage.Sqlite;
 
-/// <summary>The SQLite schema; <c>PRAGMA user_version</c> holds its version.</summary>
+/// <summary>
+/// The SQLite schema; <c>PRAGMA user_version</c> holds its version. Migrations are append-only: never edit one that
+/// has shipped, add the next one to <see cref="Migrations"/>.
+/// </summary>
 internal static class SqliteSchema
 {
     /// <summary>The version the code expects.</summary>
-    public const int Version = 1;
+    public static int Version => Migrations.Count;
 
-    /// <summary>Version 1.</summary>
-    public static readonly string Initial = $"""
+    // Declared before Migrations: static initializers run in textual order.
+    private static readonly string Initial = $"""
         CREATE TABLE submissions (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             id BLOB NOT NULL UNIQUE,
@@ -55,4 +58,24 @@ internal static class SqliteSchema
             outcome TEXT NOT NULL);
         CREATE INDEX audit_log_organisation ON audit_log(organisation, id);
         """;
+
+    /// <summary>
+    /// Version 2: indexes for retention and export: audit entries by time (and per organisation by time), processed
+    /// submissions by processing time.
+    /// </summary>
+    public static readonly string RetentionIndexes = $"""
+        DROP INDEX audit_log_organisation;
+        CREATE INDEX audit_log_at ON audit_log(at);
+        CREATE INDEX audit_log_organisation_at ON audit_log(organisation, at);
+        {StoredRows.ProcessedSubmissionsIndex}
+        """;
+
+    /// <summary>The migrations in order: index 0 takes the schema to version 1, and so on.</summary>
+    public static IReadOnlyList<string> Migrations { get; } =
+    [
+        Initial,
+        RetentionIndexes,
+        // Version 3: the submitting client's name, for the provenance of the version it creates.
+        "ALTER TABLE submissions ADD COLUMN client_name TEXT;",
+    ];
 }

@@ -12,8 +12,7 @@ internal static class SqliteSetup
     public static IServiceCollection AddSqliteStorage(this IServiceCollection services, IHostEnvironment environment)
     {
         services.AddStoreEngine(sp => new SqlitePitStore(
-            sp.GetRequiredService<IOptions<StorageOptions>>().Value.ConnectionString
-                ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}",
+            ConnectionString(sp.GetRequiredService<IOptions<StorageOptions>>().Value, environment),
             sp.GetRequiredService<TimeProvider>()));
 
         // One process per file: the waiters of this process are all the waiters there are.
@@ -21,4 +20,8 @@ internal static class SqliteSetup
         services.AddSingleton<IFeedChangeNotifier, InProcessFeedChangeNotifier>();
         return services;
     }
+
+    /// <summary>The configured connection string, else <c>data/pit.db</c> under the content root.</summary>
+    public static string ConnectionString(StorageOptions options, IHostEnvironment environment) =>
+        options.ConnectionString ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}";
 }
