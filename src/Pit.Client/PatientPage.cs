@@ -32,6 +32,12 @@ public sealed class PatientPage
     public Uri? SelfLink { get; }
 
     /// <summary>
+    /// Whether the server accepted to hold this request (<c>Preference-Applied: wait</c>). False when no wait was asked,
+    /// or the server answered at once because the client already had its most waiting requests.
+    /// </summary>
+    public bool WaitApplied { get; internal set; }
+
+    /// <summary>
     /// The <c>meta.lastUpdated</c> of the last entry exactly as the server wrote it (full precision), or null for an
     /// empty page. A change-feed consumer polls with <c>_lastUpdated=gt</c> this value.
     /// </summary>

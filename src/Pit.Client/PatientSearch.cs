@@ -25,6 +25,26 @@ public sealed class PatientSearch
     /// <summary><c>_sort</c>; the server's default (ascending) when null.</summary>
     public PatientSort? Sort { get; set; }
 
+    /// <summary>
+    /// Long polling: sent as <c>Prefer: wait=N</c> (whole seconds, at least 1). When a page would be empty the server
+    /// holds the request until a matching Patient becomes visible or the wait passes (it may shorten the wait to its
+    /// maximum, 30 s by default). Null: answered at once.
+    /// </summary>
+    public TimeSpan? Wait { get; set; }
+
+    /// <summary>The <c>Prefer</c> header value for <see cref="Wait"/>, or null.</summary>
+    internal string? PreferHeader => Wait is { } wait
+        ? "wait=" + Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture)
+        : null;
+
+    /// <summary>The same page size and wait, ascending, for what came after <paramref name="lastUpdated"/>.</summary>
+    internal PatientSearch After(string lastUpdated)
+    {
+        var next = new PatientSearch { Count = Count, Sort = PatientSort.LastUpdatedAscending, Wait = Wait };
+        next.LastUpdated.Add("gt" + lastUpdated);
+        return next;
+    }
+
     /// <summary>The query string for these parameters, without the leading <c>?</c>.</summary>
     public string ToQueryString()
     {

@@ -223,25 +223,84 @@ public sealed partial class PitClient : IDisposable
         Uri? url = new(BaseAddress, string.IsNullOrEmpty(query) ? "v1/Patient" : "v1/Patient?" + query);
         while (url is not null)
         {
-            var page = await GetPageAsync(url, cancellationToken).ConfigureAwait(false);
+            var page = await GetPageAsync(url, search?.PreferHeader, cancellationToken).ConfigureAwait(false);
             yield return page;
             url = page.NextLink;
+        }
+    }
+
+    /// <summary>
+    /// The change feed, followed until cancelled: the pages of <paramref name="search"/>, then again and again the
+    /// pages after the last Patient seen (<c>_lastUpdated=gt</c>), each asked with <c>Prefer: wait</c> so the server
+    /// holds the request until there is news. Record each page's <see cref="PatientPage.LastUpdated"/> to resume later.
+    /// </summary>
+    /// <param name="search">Where to start (filters and page size); must be in ascending order.</param>
+    /// <param name="wait">How long the server may hold a request that has nothing new (it may shorten it; 30 s is its usual maximum).</param>
+    /// <param name="cancellationToken">Stops following; the enumeration then throws <see cref="OperationCanceledException"/>.</param>
+    public async IAsyncEnumerable<PatientPage> FollowPagesAsync(
+        PatientSearch search, TimeSpan wait, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(search);
+        if (search.Sort == PatientSort.LastUpdatedDescending)
+        {
+            throw new ArgumentException("Following the feed needs ascending order.", nameof(search));
+        }
+
+        var current = new PatientSearch { Count = search.Count, Sort = search.Sort, Wait = wait };
+        foreach (var filter in search.LastUpdated)
+        {
+            current.LastUpdated.Add(filter);
+        }
+
+        while (true)
+        {
+            string? last = null;
+            var held = true;
+            await foreach (var page in SearchPagesAsync(current, cancellationToken).ConfigureAwait(false))
+            {
+                last = page.LastUpdated ?? last;
+                held &= page.Entries.Count > 0 || page.WaitApplied;
+                yield return page;
+            }
+
+            if (last is not null)
+            {
+                current = current.After(last);
+            }
+            else if (!held)
+            {
+                // Nothing new and not held (too many waiting requests of this client, or a server without long
+                // polling): pause instead of asking again at once.
+                await Task.Delay(wait < FollowPause ? wait : FollowPause, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 
     /// <summary>Reads one search page from a URL (the first search URL or a <c>next</c> link).</summary>
     /// <param name="url">Absolute, or relative to the server's base address.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
-    public async Task<PatientPage> GetPageAsync(Uri url, CancellationToken cancellationToken = default)
+    public Task<PatientPage> GetPageAsync(Uri url, CancellationToken cancellationToken = default) => GetPageAsync(url, null, cancellationToken);
+
+    private static readonly TimeSpan FollowPause = TimeSpan.FromSeconds(5);
+
+    private async Task<PatientPage> GetPageAsync(Uri url, string? prefer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(url);
         var absolute = url.IsAbsoluteUri ? url : new Uri(BaseAddress, url);
         using var request = new HttpRequestMessage(HttpMethod.Get, absolute);
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(FhirJson.MediaType));
+        if (prefer is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Prefer", prefer);
+        }
+
         using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
         await ThrowIfFailedAsync(response, cancellationToken).ConfigureAwait(false);
         var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-        return ParsePage(absolute, body);
+        var page = ParsePage(absolute, body);
+        page.WaitApplied = response.Headers.TryGetValues("Preference-Applied", out var applied)
+            && applied.Any(a => a.Contains("wait=", StringComparison.OrdinalIgnoreCase));
+        return page;
     }
 
     /// <inheritdoc />

@@ -1,4 +1,5 @@
 using Pit.Server.Auth;
+using Pit.Server.Feed;
 using Pit.Server.Fhir;
 using Pit.Server.Fhir.OpenApi;
 using Pit.Server.Operability;
@@ -22,6 +23,7 @@ internal static class PitApp
         builder.Services.AddPitStorage(builder.Configuration, builder.Environment);
         builder.Services.AddPitProcessing(builder.Configuration);
         builder.Services.AddPitPatients(builder.Configuration);
+        builder.Services.AddPitFeed(builder.Configuration);
         builder.Services.AddPitAuth(builder.Configuration, builder.Environment);
         builder.AddPitOperability();
         configure?.Invoke(builder);

@@ -31,6 +31,34 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Sync_with_follow_appends_news_as_it_becomes_visible_until_stopped_and_a_later_run_resumes_after_it()
+    {
+        await using var server = await TestServer.StartAsync();
+        await Pit(server, "submit", RealPit.CopyExamples(_folder.FullName), "--wait");
+        using var stop = new CancellationTokenSource();
+
+        var following = CliRun.RunAsync(_folder.FullName, [.. RealPit.Connection(server), "sync", "--out", "patients.ndjson", "--follow", "--follow-wait", "20"],
+            cancellationToken: stop.Token);
+        await LinesAsync(6);
+        var newcomer = JsonNode.Parse(File.ReadAllText(Path.Combine(RealPit.ExamplesFolder(), "magnus-strand.json")))!;
+        newcomer["identifier"]![0]!["value"] = "21858412312";
+        var file = Path.Combine(_folder.FullName, "newcomer.json");
+        File.WriteAllText(file, newcomer.ToJsonString());
+        await Pit(server, "submit", file, "--wait");
+        await LinesAsync(7);
+        Assert.False(following.IsCompleted, "sync --follow ended by itself.");
+
+        await stop.CancelAsync();
+        var run = await following.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("Stopped following", run.Out, StringComparison.Ordinal);
+        var again = await Pit(server, "sync", "--out", "patients.ndjson");
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Contains("Appended 0 Patient version(s)", again.Out, StringComparison.Ordinal);
+        Assert.Equal(7, NdjsonIds().Distinct().Count());
+    }
+
+    [Fact]
     public async Task A_second_sync_while_one_runs_is_refused()
     {
         await using var server = await TestServer.StartAsync();
@@ -146,6 +174,24 @@ public sealed class CliTests : IDisposable
         catch (IOException)
         {
         }
+    }
+
+    /// <summary>Waits (at most 10 s) until the NDJSON file holds <paramref name="count"/> complete lines.</summary>
+    private async Task LinesAsync(int count)
+    {
+        var path = Path.Combine(_folder.FullName, "patients.ndjson");
+        var lines = 0;
+        for (var i = 0; i < 200 && lines < count; i++)
+        {
+            await Task.Delay(50);
+            if (File.Exists(path))
+            {
+                using var reader = new StreamReader(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite));
+                lines = (await reader.ReadToEndAsync()).Count(c => c == '\n');
+            }
+        }
+
+        Assert.Equal(count, lines);
     }
 
     private Task<CliRun> Pit(TestServer server, params string[] args) =>

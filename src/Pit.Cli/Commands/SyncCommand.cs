@@ -10,7 +10,9 @@ namespace Pit.Cli.Commands;
 /// <c>pit sync</c>: pulls the change feed into NDJSON. The first run pages with <c>_sort=_lastUpdated</c> (from
 /// <c>--since</c> if given); later runs ask for <c>_lastUpdated=gt&lt;last seen&gt;</c> at full precision and follow the
 /// cursors, so each new version is appended exactly once. A lock file keeps two runs (say, overlapping cron jobs)
-/// from writing at the same time.
+/// from writing at the same time. With <c>--follow</c> it does not stop at the end of the feed but long-polls
+/// (<c>Prefer: wait</c>) and appends news as it becomes visible, until cancelled (Ctrl-C); state is saved after every
+/// page, so a stopped follow resumes like any other run.
 /// </summary>
 internal static class SyncCommand
 {
@@ -22,18 +24,36 @@ internal static class SyncCommand
         var statePath = new Option<string?>("--state") { Description = "State file (default: <out>.state.json)." };
         var since = new Option<string?>("--since") { Description = "First run only: start at this time (e.g. 2026-01-01T00:00Z) instead of the beginning." };
         var count = new Option<int>("--count") { Description = "Page size (1-50).", DefaultValueFactory = _ => 50 };
-        var command = new Command("sync", "Append new and changed Patients to an NDJSON file; resumable and safe to run from cron.") { output, statePath, since, count };
+        var follow = new Option<bool>("--follow") { Description = "Keep the file current until stopped (Ctrl-C): wait for news instead of ending." };
+        var followWait = new Option<int>("--follow-wait")
+        {
+            Description = "With --follow: seconds the server may hold a request that has nothing new (the server may shorten it).",
+            DefaultValueFactory = _ => 30,
+        };
+        var command = new Command("sync", "Append new and changed Patients to an NDJSON file; resumable and safe to run from cron.")
+        {
+            output, statePath, since, count, follow, followWait,
+        };
         command.SetAction((parse, ct) => cli.GuardAsync(async () =>
         {
             var outPath = cli.Context.ResolvePath(parse.GetValue(output)!);
             var statePathValue = cli.Context.ResolvePath(parse.GetValue(statePath) ?? outPath + ".state.json");
+            if (parse.GetValue(followWait) < 1)
+            {
+                throw new CliException("--follow-wait must be at least 1 second.", ExitCodes.Usage);
+            }
+
             using var client = await cli.CreateClientAsync(parse, ct).ConfigureAwait(false);
-            return await RunAsync(cli.Context, client, outPath, statePathValue, parse.GetValue(since), parse.GetValue(count), ct).ConfigureAwait(false);
+
+            TimeSpan? wait = parse.GetValue(follow) ? TimeSpan.FromSeconds(parse.GetValue(followWait)) : null;
+            return await RunAsync(cli.Context, client, outPath, statePathValue, parse.GetValue(since), parse.GetValue(count), ct, wait).ConfigureAwait(false);
         }));
         return command;
     }
 
-    internal static async Task<int> RunAsync(CliContext context, PitClient client, string outPath, string statePath, string? since, int count, CancellationToken cancellationToken)
+    /// <param name="follow">Follow the feed with this long-poll wait until <paramref name="cancellationToken"/> stops it; null to end at the end of the feed.</param>
+    internal static async Task<int> RunAsync(
+        CliContext context, PitClient client, string outPath, string statePath, string? since, int count, CancellationToken cancellationToken, TimeSpan? follow = null)
     {
         FileStream lockFile;
         try
@@ -93,7 +113,8 @@ internal static class SyncCommand
             var pages = 0;
             async Task PullAsync(Action<string> report)
             {
-                await foreach (var page in client.SearchPagesAsync(search, cancellationToken).ConfigureAwait(false))
+                var pagesOfFeed = follow is { } wait ? client.FollowPagesAsync(search, wait, cancellationToken) : client.SearchPagesAsync(search, cancellationToken);
+                await foreach (var page in pagesOfFeed.ConfigureAwait(false))
                 {
                     pages++;
                     if (page.Entries.Count > 0)
@@ -121,20 +142,30 @@ internal static class SyncCommand
                 }
             }
 
-            if (context.Out.Profile.Capabilities.Interactive)
+            try
             {
-                await context.Out.Status().StartAsync("Syncing…", status => PullAsync(line => status.Status("Syncing… " + line))).ConfigureAwait(false);
-            }
-            else
-            {
-                // Logs (cron): a line every 100 pages, so a long first sync shows it is moving.
-                await PullAsync(line =>
+                if (context.Out.Profile.Capabilities.Interactive)
                 {
-                    if (pages % 100 == 0)
+                    await context.Out.Status().StartAsync(follow is null ? "Syncing…" : "Following…", status => PullAsync(line => status.Status("Syncing… " + line))).ConfigureAwait(false);
+                }
+                else
+                {
+                    // Logs (cron): a line every 100 pages, so a long first sync shows it is moving; when following, a line per page with news.
+                    var reported = 0L;
+                    await PullAsync(line =>
                     {
-                        context.Out.WriteLine("Syncing… " + line);
-                    }
-                }).ConfigureAwait(false);
+                        if (pages % 100 == 0 || (follow is not null && added != reported))
+                        {
+                            reported = added;
+                            context.Out.WriteLine("Syncing… " + line);
+                        }
+                    }).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (follow is not null && cancellationToken.IsCancellationRequested)
+            {
+                // Stopping is how a follow ends; every page written so far is recorded in the state file.
+                context.Out.MarkupLine("Stopped following.");
             }
 
             if (state.SavedAt is null)

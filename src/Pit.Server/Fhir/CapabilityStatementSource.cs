@@ -1,9 +1,12 @@
+using System.Globalization;
 using Hl7.Fhir.Model;
+using Microsoft.Extensions.Options;
+using Pit.Server.Feed;
 
 namespace Pit.Server.Fhir;
 
 /// <summary>The server's CapabilityStatement: exactly what is implemented, built once per base URL.</summary>
-internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl baseUrl, TimeProvider time)
+internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl baseUrl, TimeProvider time, IOptions<FeedOptions> feed)
 {
     private readonly DateTimeOffset _started = time.GetUtcNow();
     private (string Base, byte[] Json)? _cached;
@@ -55,7 +58,11 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
                                 Code = CapabilityStatement.TypeRestfulInteraction.Create,
                                 Documentation = "Asynchronous upsert by person identifier: 202 Accepted with Content-Location of a status URL.",
                             },
-                            new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.SearchType },
+                            new CapabilityStatement.ResourceInteractionComponent
+                            {
+                                Code = CapabilityStatement.TypeRestfulInteraction.SearchType,
+                                Documentation = LongPolling(),
+                            },
                         ],
                         Versioning = CapabilityStatement.ResourceVersionPolicy.Versioned,
                         ReadHistory = false,
@@ -76,4 +83,16 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
             },
         ],
     };
+
+    private string LongPolling()
+    {
+        var settings = feed.Value;
+        var max = ((int)settings.MaxWait.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+        return settings.MaxWait <= TimeSpan.Zero
+            ? "The change feed: poll with _lastUpdated=gt<the last lastUpdated seen>. Long polling (Prefer: wait) is turned off on this server."
+            : "The change feed, with long polling: send 'Prefer: wait=N' (seconds, at most " + max + "; longer is shortened) and a search " +
+              "whose page would be empty is held until a matching Patient becomes visible or N seconds pass (then an empty Bundle). " +
+              "Answered with 'Preference-Applied: wait=N' when held; at most " +
+              settings.MaxWaitersPerClient.ToString(CultureInfo.InvariantCulture) + " searches per client wait at once, more are answered at once.";
+    }
 }

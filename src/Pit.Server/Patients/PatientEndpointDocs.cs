@@ -45,7 +45,9 @@ internal static class PatientEndpointDocs
         .WithDescription(
             "A page of the caller's organisation's Patients in _lastUpdated order (oldest first unless _sort=-_lastUpdated). " +
             "The feed is gap-free: a row becomes visible only after every row with an earlier _lastUpdated. Continue with the " +
-            "Bundle's next link until there is none; poll with _lastUpdated=gt<the last lastUpdated seen>.")
+            "Bundle's next link until there is none; poll with _lastUpdated=gt<the last lastUpdated seen>. With 'Prefer: wait=N' a " +
+            "search whose page would be empty is held until a matching Patient becomes visible (then answered at once) or N seconds " +
+            "pass (then answered with an empty Bundle): long polling, so a consumer hears of news without polling in a loop.")
         .AddOpenApiOperationTransformer((operation, _, _) =>
         {
             operation.Parameters ??= [];
@@ -69,10 +71,22 @@ internal static class PatientEndpointDocs
             {
                 Name = "Prefer",
                 In = ParameterLocation.Header,
-                Description = "handling=lenient: unknown search parameters are ignored (and listed in an OperationOutcome entry of the Bundle) " +
-                    "instead of refused with 400 (the default, handling=strict).",
-                Schema = new OpenApiSchema { Type = JsonSchemaType.String, Enum = ["handling=lenient", "handling=strict"] },
+                Description = "Comma-separated preferences (RFC 7240). handling=lenient: unknown search parameters are ignored (and listed in " +
+                    "an OperationOutcome entry of the Bundle) instead of refused with 400 (the default, handling=strict). wait=N (seconds): when " +
+                    "the page would be empty, hold the request until a matching Patient becomes visible or N seconds pass, then answer what " +
+                    "the same search returns at that moment (same paging and cursor rules; with a cursor too). N above the server's maximum " +
+                    "(Pit:Feed:MaxWait, at most and by default 30 s) is shortened to it. A client may have a few searches waiting at once " +
+                    "(Pit:Feed:MaxWaitersPerClient, default 4); more are answered at once without waiting, and without Preference-Applied. " +
+                    "A wait that is not a whole number is refused with 400 under handling=strict and ignored (with a warning) under lenient.",
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+                Examples = new Dictionary<string, IOpenApiExample>
+                {
+                    ["lenient"] = new OpenApiExample { Value = "handling=lenient" },
+                    ["longPoll"] = new OpenApiExample { Value = "wait=20" },
+                    ["both"] = new OpenApiExample { Value = "handling=lenient, wait=20" },
+                },
             });
+            AddHeader(operation.Responses, "200", "Preference-Applied", "wait=N when the search was allowed to wait, N being the seconds it could be held.");
             return Task.CompletedTask;
         });
 

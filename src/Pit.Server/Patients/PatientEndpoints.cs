@@ -3,7 +3,9 @@ using System.Text.RegularExpressions;
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
+using Pit.Server.Feed;
 using Pit.Server.Fhir;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
@@ -72,13 +74,19 @@ internal static partial class PatientEndpoints
 
     private static async Task<Results<FhirOk<Bundle>, BadRequest>> SearchAsync(
         HttpContext context, PitCaller caller, IPatientFeedStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
-        PublicBaseUrl baseUrl, TimeProvider time)
+        PublicBaseUrl baseUrl, TimeProvider time, FeedLongPoll longPoll, IOptions<FeedOptions> feedOptions)
     {
         var request = context.Request;
-        var lenient = request.Headers["Prefer"].Any(p => p is not null && p.Contains("handling=lenient", StringComparison.OrdinalIgnoreCase));
+        var prefer = PreferHeader.Parse(request.Headers["Prefer"]);
+        var lenient = prefer.Lenient;
         var errors = new List<SearchParameterError>();
         var search = PatientSearchQuery.Parse(request.Query, lenient, errors);
-        if (search is null)
+        if (prefer.MalformedWait is not null && !lenient)
+        {
+            errors.Add(new SearchParameterError(MalformedWait(prefer.MalformedWait), "Prefer"));
+        }
+
+        if (search is null || errors.Count > 0)
         {
             var outcome = new OperationOutcome();
             foreach (var e in errors)
@@ -121,7 +129,15 @@ internal static partial class PatientEndpoints
             self = QueryHelpers.AddQueryString(root, parameters);
         }
 
-        var rows = await store.SearchAsync(page with { Limit = page.Limit + 1 }, context.RequestAborted);
+        // Prefer: wait=N holds a search whose page is empty until the feed changes (Feed/FeedLongPoll.cs); any search, cursor or not.
+        var wait = prefer.Wait(feedOptions.Value.MaxWait);
+        var polled = await longPoll.SearchAsync(caller, wait, ct => store.SearchAsync(page with { Limit = page.Limit + 1 }, ct), context.RequestAborted);
+        if (polled.Waited)
+        {
+            context.Response.Headers["Preference-Applied"] = $"wait={(int)wait.TotalSeconds}";
+        }
+
+        var rows = polled.Rows;
         string? next = null;
         if (rows.Count > page.Limit)
         {
@@ -130,18 +146,20 @@ internal static partial class PatientEndpoints
             next = QueryHelpers.AddQueryString(root, "cursor", await protector.ProtectAsync(cursor));
         }
 
-        byte[]? ignoredOutcome = null;
+        var warnings = new List<OperationOutcome.IssueComponent>();
         if (search.Ignored.Count > 0)
         {
-            ignoredOutcome = fhirJson.Serialize(new OperationOutcome
-            {
-                Issue =
-                [
-                    Outcomes.Issue(OperationOutcome.IssueSeverity.Warning, OperationOutcome.IssueType.NotSupported,
-                        $"Ignored unknown search parameter(s): {string.Join(", ", search.Ignored)}.", [.. search.Ignored]),
-                ],
-            });
+            warnings.Add(Outcomes.Issue(OperationOutcome.IssueSeverity.Warning, OperationOutcome.IssueType.NotSupported,
+                $"Ignored unknown search parameter(s): {string.Join(", ", search.Ignored)}.", [.. search.Ignored]));
         }
+
+        if (prefer.MalformedWait is not null)
+        {
+            warnings.Add(Outcomes.Issue(OperationOutcome.IssueSeverity.Warning, OperationOutcome.IssueType.Invalid,
+                "Ignored: " + MalformedWait(prefer.MalformedWait), "Prefer"));
+        }
+
+        var ignoredOutcome = warnings.Count > 0 ? fhirJson.Serialize(new OperationOutcome { Issue = warnings }) : null;
 
         var returned = rows.Take(page.Limit).ToList();
         audit.Record(Audit(time, "search", caller, null, string.Join(',', returned.Select(r => r.Id)), StatusCodes.Status200OK, "ok"));
@@ -193,6 +211,9 @@ internal static partial class PatientEndpoints
                 return FhirResults.Ok(context, Outcomes.Information($"Processed: {reference}, {what}.", reference));
         }
     }
+
+    private static string MalformedWait(string value) =>
+        $"Prefer wait must be a whole number of seconds (e.g. wait=20; at most the server's maximum, longer is shortened); got '{value}'.";
 
     private static AuditEntry Audit(TimeProvider time, string action, PitCaller caller, Guid? submission, string? patients, int status, string outcome) =>
         new(FeedTime.FromDateTimeOffset(time.GetUtcNow()), action, caller.ClientId, caller.Organisation, caller.OrgnrChild, submission, patients, status, outcome);

@@ -33,7 +33,7 @@ internal sealed class ProcessingOptions
 /// submission either untouched (applied after restart) or fully applied.
 /// </summary>
 internal sealed partial class SubmissionProcessor(
-    ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, TimeProvider time, IOptions<ProcessingOptions> options,
+    ISubmissionQueueStore store, ProcessingSignal signal, IFeedChangeNotifier feed, PitMetrics metrics, TimeProvider time, IOptions<ProcessingOptions> options,
     ILogger<SubmissionProcessor> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -73,7 +73,8 @@ internal sealed partial class SubmissionProcessor(
 
     /// <summary>
     /// One batch, traced as <c>pit.submissions.apply</c> with the ids it took (<c>pit.submission.ids</c>; the POST's span
-    /// carries <c>pit.submission.id</c>), and each submission's visibility lag (acceptance to commit) recorded.
+    /// carries <c>pit.submission.id</c>), and each submission's visibility lag (acceptance to commit) recorded. Waiting
+    /// feed requests of the batch's tenants are woken once it has committed.
     /// </summary>
     private async Task<int> ApplyBatchAsync(int batchSize, CancellationToken cancellationToken)
     {
@@ -86,6 +87,13 @@ internal sealed partial class SubmissionProcessor(
         foreach (var taken in batch.Taken)
         {
             metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(taken.AcceptedAt));
+        }
+
+        if (batch.Count > 0)
+        {
+            // After the commit, so a woken waiter's query sees the batch. Failed or unchanged submissions wake too;
+            // the waiter re-runs its query and, finding nothing new, waits on.
+            await feed.PublishAsync([.. batch.Taken.Select(t => t.Tenant).Distinct(StringComparer.Ordinal)], cancellationToken);
         }
 
         return batch.Count;

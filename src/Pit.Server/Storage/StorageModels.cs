@@ -53,8 +53,11 @@ internal static class SubmissionStateSql
 /// <param name="OldestPendingAcceptedAt">Acceptance time of the oldest pending submission; null when none is pending.</param>
 internal sealed record QueueStatistics(long Pending, long? OldestPendingAcceptedAt);
 
-/// <summary>A submission that an apply batch took off the queue: its id and acceptance time (microseconds).</summary>
-internal readonly record struct TakenSubmission(Guid Id, long AcceptedAt);
+/// <summary>
+/// A submission that an apply batch took off the queue: its id, acceptance time (microseconds) and tenant (whose feed
+/// waiters are woken after the commit).
+/// </summary>
+internal readonly record struct TakenSubmission(Guid Id, long AcceptedAt, string Tenant);
 
 /// <summary>What one apply batch took off the queue, in acceptance order.</summary>
 internal sealed record AppliedBatch(IReadOnlyList<TakenSubmission> Taken)

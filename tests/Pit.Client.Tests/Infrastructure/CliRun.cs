@@ -25,12 +25,13 @@ internal sealed class CliRun
     public override string ToString() => $"exit {ExitCode}\n--- out ---\n{Out}\n--- error ---\n{Error}";
 
     public static async Task<CliRun> RunAsync(
-        string workingDirectory, IEnumerable<string> args, HttpMessageHandler? handler = null, IReadOnlyDictionary<string, string>? environment = null)
+        string workingDirectory, IEnumerable<string> args, HttpMessageHandler? handler = null, IReadOnlyDictionary<string, string>? environment = null,
+        CancellationToken cancellationToken = default)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         var context = new CliContext(Console(output), Console(error), name => environment?.GetValueOrDefault(name), workingDirectory, handler);
-        var exitCode = await new PitCli(context).RunAsync([.. args], CancellationToken.None);
+        var exitCode = await new PitCli(context).RunAsync([.. args], cancellationToken);
         return new CliRun(exitCode, output, error);
     }
 

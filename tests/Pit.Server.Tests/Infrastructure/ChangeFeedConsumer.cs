@@ -6,11 +6,15 @@ namespace Pit.Server.Tests.Infrastructure;
 /// <summary>
 /// A change-feed consumer exactly as the issue describes it: one full pass oldest first, then polling with
 /// <c>_lastUpdated=gt&lt;last lastUpdated seen&gt;</c>, following next links, spreading its requests over the given clients
-/// (one per server instance). <see cref="AssertComplete"/> checks it missed and repeated nothing.
+/// (one per server instance). With <see cref="Prefer"/> (e.g. <c>wait=1</c>) it long-polls instead. <see cref="AssertCompleteAsync"/>
+/// checks it missed and repeated nothing.
 /// </summary>
 internal sealed class ChangeFeedConsumer(params HttpClient[] clients)
 {
     private readonly List<(string Id, int Version)> _seen = [];
+
+    /// <summary>A <c>Prefer</c> header sent with every request, e.g. <c>wait=1</c> for long polling.</summary>
+    public string? Prefer { get; init; }
 
     /// <summary>Polls until <paramref name="finished"/> is set and three polls in a row bring nothing new.</summary>
     public async Task RunAsync(CancellationToken finished)
@@ -24,7 +28,8 @@ internal sealed class ChangeFeedConsumer(params HttpClient[] clients)
             var got = 0;
             while (url is not null)
             {
-                var bundle = await clients[turn++ % clients.Length].GetJsonAsync(url, HttpStatusCode.OK);
+                var client = clients[turn++ % clients.Length];
+                var bundle = Prefer is null ? await client.GetJsonAsync(url, HttpStatusCode.OK) : await GetPreferringAsync(client, url);
                 foreach (var patient in bundle.Resources())
                 {
                     _seen.Add(((string)patient["id"]!, Version(patient["meta"]!["versionId"])));
@@ -38,6 +43,13 @@ internal sealed class ChangeFeedConsumer(params HttpClient[] clients)
             idleRounds = finished.IsCancellationRequested && got == 0 ? idleRounds + 1 : 0;
             await Task.Delay(5, CancellationToken.None);
         }
+    }
+
+    private async Task<System.Text.Json.Nodes.JsonNode> GetPreferringAsync(HttpClient client, string url)
+    {
+        var answer = await client.GetPreferringAsync(url, Prefer!);
+        Assert.True(answer.Status == HttpStatusCode.OK, $"Expected 200 from {url}, got {(int)answer.Status}: {answer.Body.ToJsonString()}");
+        return answer.Body;
     }
 
     /// <summary>No version seen twice, versions of each patient in order, and every patient's current version seen last.</summary>

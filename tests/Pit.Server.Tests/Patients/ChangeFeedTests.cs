@@ -6,14 +6,19 @@ namespace Pit.Server.Tests.Patients;
 public sealed class ChangeFeedTests
 {
     [Fact]
-    public async Task A_polling_consumer_never_misses_or_repeats_a_version_while_submitters_run_concurrently()
+    public Task A_polling_consumer_never_misses_or_repeats_a_version_while_submitters_run_concurrently() => RunAsync(prefer: null);
+
+    [Fact]
+    public Task A_long_polling_consumer_never_misses_or_repeats_a_version_while_submitters_run_concurrently() => RunAsync(prefer: "wait=1");
+
+    private static async Task RunAsync(string? prefer)
     {
         await using var server = await TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:Processing:BatchSize"] = "7" });
         using var client = server.CreateClient();
         var people = Enumerable.Range(0, 30).Select(_ => TestPatients.NewFnr()).ToArray();
         var statusUrls = new ConcurrentBag<Uri>();
         using var done = new CancellationTokenSource();
-        var consumer = new ChangeFeedConsumer(client);
+        var consumer = new ChangeFeedConsumer(client) { Prefer = prefer };
         var consuming = consumer.RunAsync(done.Token);
 
         await Task.WhenAll(Enumerable.Range(0, 4).Select(worker => Task.Run(async () =>

@@ -116,6 +116,84 @@ public sealed class PostgresMultiInstanceTests(PostgresServer server) : IClassFi
     }
 
     [Fact]
+    public async Task A_search_waiting_on_one_instance_hears_of_a_submission_applied_by_the_other_and_again_after_its_listener_reconnects()
+    {
+        using var signing = RSA.Create(2048);
+        var connectionString = await server.CreateDatabaseAsync();
+        var settings = Settings(connectionString, signing);
+        await using var b = await TestServer.StartAsync(settings);
+        settings["Pit:Processing:Enabled"] = "false"; // a only waits: every wake-up it gets comes from b through the database
+        await using var a = await TestServer.StartAsync(settings);
+        using var clientA = a.CreateClient(baseAddress: PublicBase, connectTo: a.BaseAddress);
+        using var clientB = b.CreateClient(baseAddress: PublicBase, connectTo: b.BaseAddress);
+        await a.Services.GetRequiredService<Pit.Server.Storage.Postgres.PostgresFeedListener>().Listening.WaitAsync(TimeSpan.FromSeconds(10));
+        var first = await clientB.SubmitAndReadAsync(TestPatients.Json(TestPatients.NewFnr()));
+
+        var since = (string)first["meta"]!["lastUpdated"]!;
+        var polling = clientA.GetPreferringAsync(LongPolls.After(since), "wait=20");
+        await a.WaitersAsync(1);
+        await clientB.WaitProcessedAsync(await clientB.SubmitAsync(TestPatients.Json(TestPatients.NewFnr(), family: "FromB")));
+        var answer = await polling.WaitAsync(TimeSpan.FromSeconds(1));
+        Assert.Equal("FromB", (string?)Assert.Single(answer.Body.Resources())["name"]![0]!["family"]);
+
+        // Drop every listening connection; each instance reconnects and listens again.
+        await using (var admin = Npgsql.NpgsqlDataSource.Create(connectionString))
+        {
+            await using var kill = admin.CreateCommand("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid();");
+            Assert.True((long)(await kill.ExecuteScalarAsync())! >= 2);
+            await using var listening = admin.CreateCommand("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND state = 'idle' AND pid <> pg_backend_pid();");
+            for (var i = 0; i < 200 && (long)(await listening.ExecuteScalarAsync())! < 2; i++)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        since = (string)answer.Body.Resources()[0]["meta"]!["lastUpdated"]!;
+        polling = clientA.GetPreferringAsync(LongPolls.After(since), "wait=20");
+        await a.WaitersAsync(1);
+        await clientB.WaitProcessedAsync(await clientB.SubmitAsync(TestPatients.Json(TestPatients.NewFnr(), family: "AfterReconnect")));
+        answer = await polling.WaitAsync(TimeSpan.FromSeconds(1));
+        Assert.Equal("AfterReconnect", (string?)Assert.Single(answer.Body.Resources())["name"]![0]!["family"]);
+    }
+
+    [Fact]
+    public async Task A_long_polling_consumer_of_both_instances_misses_and_repeats_no_version_while_both_take_submissions()
+    {
+        using var signing = RSA.Create(2048);
+        var settings = Settings(await server.CreateDatabaseAsync(), signing);
+        settings["Pit:Processing:BatchSize"] = "7";
+        await using var a = await TestServer.StartAsync(settings);
+        await using var b = await TestServer.StartAsync(settings);
+        using var clientA = a.CreateClient(baseAddress: PublicBase, connectTo: a.BaseAddress);
+        using var clientB = b.CreateClient(baseAddress: PublicBase, connectTo: b.BaseAddress);
+        var people = Enumerable.Range(0, 15).Select(_ => TestPatients.NewFnr()).ToArray();
+        using var done = new CancellationTokenSource();
+        var consumer = new ChangeFeedConsumer(clientA, clientB) { Prefer = "wait=1" };
+        var consuming = consumer.RunAsync(done.Token);
+
+        var statusUrls = await Task.WhenAll(Enumerable.Range(0, 4).Select(worker => Task.Run(async () =>
+        {
+            var random = new Random(worker);
+            var client = worker % 2 == 0 ? clientA : clientB;
+            var urls = new List<(HttpClient, Uri)>();
+            for (var i = 0; i < 30; i++)
+            {
+                urls.Add((client, await client.SubmitAsync(TestPatients.Json(people[random.Next(people.Length)], family: $"F{worker}-{i}"))));
+            }
+
+            return urls;
+        })));
+        foreach (var (client, url) in statusUrls.SelectMany(u => u))
+        {
+            await client.WaitProcessedAsync(url);
+        }
+
+        await done.CancelAsync();
+        await consuming;
+        await consumer.AssertCompleteAsync(clientA, people.Length);
+    }
+
+    [Fact]
     public async Task A_proof_used_on_one_instance_is_refused_as_a_replay_on_the_other()
     {
         using var signing = RSA.Create(2048);

@@ -86,7 +86,7 @@ internal sealed partial class PostgresPitStore
                 pending.Add(new PendingSubmission(
                     seq, reader.GetString(1), reader.GetFieldValue<byte[]>(2), reader.GetFieldValue<byte[]>(3),
                     systems.Zip(values, (s, v) => new PatientKey(s, v)).ToList(),
-                    new TakenSubmission(id, reader.GetInt64(8)),
+                    new TakenSubmission(id, reader.GetInt64(8), reader.GetString(1)),
                     StoredRows.Provenance(id, reader.GetString(1), reader, 9)));
                 attempts.Add(seq, reader.GetInt32(6));
             }

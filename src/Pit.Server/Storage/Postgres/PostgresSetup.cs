@@ -10,7 +10,7 @@ internal static class PostgresSetup
 {
     /// <summary>
     /// The connection pool, the engine behind every store interface, its options, and the DPoP replay cache shared
-    /// by all instances with its sweeper. The replay cache replaces whatever is registered (Auth only adds its
+    /// by all instances with its sweeper, and the feed signal across instances (<see cref="PostgresFeedNotifier"/>). The replay cache replaces whatever is registered (Auth only adds its
     /// per-process default when none is), so the outcome does not depend on which slice registers first.
     /// </summary>
     public static IServiceCollection AddPostgresStorage(this IServiceCollection services, IConfiguration configuration)
@@ -23,6 +23,12 @@ internal static class PostgresSetup
         services.AddStoreEngine(sp => new PostgresPitStore(
             sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value, sp.GetRequiredService<ILogger<PostgresPitStore>>()));
+
+        // Feed signals across instances: NOTIFY after each applied batch, one LISTEN connection per instance.
+        services.AddSingleton<FeedChangeHub>();
+        services.AddSingleton<IFeedChangeNotifier, PostgresFeedNotifier>();
+        services.AddSingleton<PostgresFeedListener>();
+        services.AddHostedService(sp => sp.GetRequiredService<PostgresFeedListener>());
 
         services.AddSingleton<PostgresDpopReplayCache>();
         services.Replace(ServiceDescriptor.Singleton<IDpopReplayCache>(sp => sp.GetRequiredService<PostgresDpopReplayCache>()));

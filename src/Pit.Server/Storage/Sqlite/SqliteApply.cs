@@ -35,7 +35,7 @@ internal sealed partial class SqlitePitStore
                     var id = new Guid((byte[])reader[5]);
                     pending.Add(new PendingSubmission(
                         reader.GetInt64(0), reader.GetString(1), (byte[])reader[2], (byte[])reader[3], DeserializeKeys(reader.GetString(4)),
-                        new TakenSubmission(id, reader.GetInt64(6)),
+                        new TakenSubmission(id, reader.GetInt64(6), reader.GetString(1)),
                         StoredRows.Provenance(id, reader.GetString(1), reader, 7)));
                 }
             }

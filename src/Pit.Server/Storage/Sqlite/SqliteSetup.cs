@@ -14,6 +14,10 @@ internal static class SqliteSetup
         services.AddStoreEngine(sp => new SqlitePitStore(
             ConnectionString(sp.GetRequiredService<IOptions<StorageOptions>>().Value, environment),
             sp.GetRequiredService<TimeProvider>()));
+
+        // One process per file: the waiters of this process are all the waiters there are.
+        services.AddSingleton<FeedChangeHub>();
+        services.AddSingleton<IFeedChangeNotifier, InProcessFeedChangeNotifier>();
         return services;
     }
 

@@ -1,0 +1,124 @@
+using Npgsql;
+
+namespace Pit.Server.Storage.Postgres;
+
+/// <summary>
+/// Feed signals across instances: after an apply batch commits, <c>NOTIFY pit_feed</c> with the batch's tenants
+/// (comma separated; <c>*</c> when they would not fit a payload), and wakes this instance's waiters at once. Every
+/// instance's <see cref="PostgresFeedListener"/> hears it and wakes its own.
+/// </summary>
+internal sealed partial class PostgresFeedNotifier(NpgsqlDataSource dataSource, FeedChangeHub hub, ILogger<PostgresFeedNotifier> logger) : IFeedChangeNotifier
+{
+    /// <summary>The notification channel.</summary>
+    public const string Channel = "pit_feed";
+
+    /// <summary>Payload meaning "any tenant".</summary>
+    public const string AnyTenant = "*";
+
+    // PostgreSQL refuses payloads of 8000 bytes or more; tenants are organisation numbers (ASCII).
+    private const int MaxPayload = 7900;
+
+    public async Task PublishAsync(IReadOnlyCollection<string> tenants, CancellationToken cancellationToken)
+    {
+        hub.Wake(tenants);
+        var payload = string.Join(',', tenants);
+        if (payload.Length > MaxPayload)
+        {
+            payload = AnyTenant;
+        }
+
+        try
+        {
+            await using var command = dataSource.CreateCommand($"SELECT pg_notify('{Channel}', $1);");
+            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = payload });
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        {
+            // Waiters on other instances then answer at their timeout; the batch itself is committed.
+            LogNotifyFailed(logger, ex);
+        }
+    }
+
+    [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "Could not notify other instances of applied submissions")]
+    private static partial void LogNotifyFailed(ILogger logger, Exception exception);
+}
+
+/// <summary>
+/// One dedicated connection per instance that <c>LISTEN</c>s on <see cref="PostgresFeedNotifier.Channel"/> and wakes
+/// this instance's waiters per tenant. On any failure it reconnects with a growing delay; after (re)connecting it
+/// wakes every waiter, since notifications sent while it was not listening are lost. A quiet connection is probed
+/// now and then, so a silently dropped one is noticed.
+/// </summary>
+internal sealed partial class PostgresFeedListener(
+    NpgsqlDataSource dataSource, FeedChangeHub hub, TimeProvider time, ILogger<PostgresFeedListener> logger) : BackgroundService
+{
+    private static readonly TimeSpan ProbeInterval = TimeSpan.FromSeconds(30);
+
+    private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once the first <c>LISTEN</c> is in place (for tests and start-up ordering).</summary>
+    public Task Listening => _listening.Task;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var failures = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = await dataSource.OpenConnectionAsync(stoppingToken);
+                connection.Notification += (_, e) => OnNotification(e.Payload);
+                await using (var listen = new NpgsqlCommand($"LISTEN {PostgresFeedNotifier.Channel};", connection))
+                {
+                    await listen.ExecuteNonQueryAsync(stoppingToken);
+                }
+
+                failures = 0;
+                hub.WakeAll();
+                _listening.TrySetResult();
+                while (true)
+                {
+                    if (!await connection.WaitAsync(ProbeInterval, stoppingToken))
+                    {
+                        await using var probe = new NpgsqlCommand("SELECT 1;", connection);
+                        await probe.ExecuteScalarAsync(stoppingToken);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                failures++;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 100 * Math.Pow(2, Math.Min(failures, 7))));
+                LogListenFailed(logger, ex, delay);
+                try
+                {
+                    await Task.Delay(delay, time, stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private void OnNotification(string payload)
+    {
+        if (payload == PostgresFeedNotifier.AnyTenant)
+        {
+            hub.WakeAll();
+        }
+        else
+        {
+            hub.Wake(payload.Split(',', StringSplitOptions.RemoveEmptyEntries));
+        }
+    }
+
+    [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Listening for feed changes failed; reconnecting in {Delay}")]
+    private static partial void LogListenFailed(ILogger logger, Exception exception, TimeSpan delay);
+}
