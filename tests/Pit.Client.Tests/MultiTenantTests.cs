@@ -14,15 +14,15 @@ namespace Pit.Client.Tests;
 [Collection(EndToEndCollection.Name)]
 public sealed class MultiTenantTests : IAsyncLifetime
 {
-    private const string SaasClient = "pit-saas-client";
-    private const string ClinicClient = "pit-clinic-client";
-    private const string Supplier = "910000004";
-    private const string CustomerA = "920000002";
-    private const string CustomerB = "940000009";
-    private const string CustomerBChild = "930000000";
-    private const string Clinic = "950000007";
-    private const string ClinicChild = "960000005";
-    private const string Stranger = "970000003";
+    private const string SaasClient = StandInTenancyScenario.SaasClient;
+    private const string ClinicClient = StandInTenancyScenario.ClinicClient;
+    private const string Supplier = StandInTenancyScenario.Supplier;
+    private const string CustomerA = StandInTenancyScenario.CustomerA;
+    private const string CustomerB = StandInTenancyScenario.CustomerB;
+    private const string CustomerBChild = StandInTenancyScenario.CustomerBChild;
+    private const string Clinic = StandInTenancyScenario.Clinic;
+    private const string ClinicChild = StandInTenancyScenario.ClinicChild;
+    private const string Stranger = StandInTenancyScenario.Stranger;
     private const string Extension = "https://pit.nhn.no/fhir/StructureDefinition/";
 
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("pit-tenant-");
@@ -34,22 +34,7 @@ public sealed class MultiTenantTests : IAsyncLifetime
     {
         File.WriteAllText(Path.Combine(_folder.FullName, "saas.jwk.json"), _saasKey);
         File.WriteAllText(Path.Combine(_folder.FullName, "clinic.jwk.json"), _clinicKey);
-        string[] scopes = ["nhn:pit/api.read", "nhn:pit/api.write"];
-        _server = await TestServer.StartAsync(StandInClientSettings.Merge(
-            StandInClientSettings.For(6, new StandInClientOptions
-            {
-                ClientId = SaasClient,
-                ClientName = "PIT SaaS test client",
-                Tenancy = StandInTenancy.MultiTenant,
-                OrgnrSupplier = Supplier,
-                Customers = [new() { OrgnrParent = CustomerA }, new() { OrgnrParent = CustomerB, ChildOrganisations = [CustomerBChild] }],
-                Scopes = scopes,
-                PublicJwk = PublicJwk(_saasKey),
-            }),
-            StandInClientSettings.For(7, new StandInClientOptions
-            {
-                ClientId = ClinicClient, OrgnrParent = Clinic, ChildOrganisations = [ClinicChild], Scopes = scopes, PublicJwk = PublicJwk(_clinicKey),
-            })));
+        _server = await TestServer.StartAsync(StandInTenancyScenario.Settings(PublicJwk(_saasKey), PublicJwk(_clinicKey)));
     }
 
     public async Task DisposeAsync()

@@ -247,15 +247,15 @@ public sealed class StandInTenancyTests(StandInTenancyFixture fixture) : IClassF
 /// </summary>
 public sealed class StandInTenancyFixture : IAsyncLifetime
 {
-    public const string SaasClient = "pit-saas-client";
-    public const string ClinicClient = "pit-clinic-client";
-    public const string Supplier = "910000004";
-    public const string CustomerA = "920000002";
-    public const string CustomerB = "940000009";
-    public const string CustomerBChild = "930000000";
-    public const string Clinic = "950000007";
-    public const string ClinicChild = "960000005";
-    public const string Stranger = "970000003";
+    public const string SaasClient = StandInTenancyScenario.SaasClient;
+    public const string ClinicClient = StandInTenancyScenario.ClinicClient;
+    public const string Supplier = StandInTenancyScenario.Supplier;
+    public const string CustomerA = StandInTenancyScenario.CustomerA;
+    public const string CustomerB = StandInTenancyScenario.CustomerB;
+    public const string CustomerBChild = StandInTenancyScenario.CustomerBChild;
+    public const string Clinic = StandInTenancyScenario.Clinic;
+    public const string ClinicChild = StandInTenancyScenario.ClinicChild;
+    public const string Stranger = StandInTenancyScenario.Stranger;
 
     public DpopKey SaasKey { get; } = DpopKey.CreateRsa();
 
@@ -267,25 +267,7 @@ public sealed class StandInTenancyFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Server = await TestServer.StartAsync(StandInClientSettings.Merge(
-            StandInClientSettings.For(6, new StandInClientOptions
-            {
-                ClientId = SaasClient,
-                ClientName = "PIT SaaS test client",
-                Tenancy = StandInTenancy.MultiTenant,
-                OrgnrSupplier = Supplier,
-                Customers = [new() { OrgnrParent = CustomerA }, new() { OrgnrParent = CustomerB, ChildOrganisations = [CustomerBChild] }],
-                Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
-                PublicJwk = SaasPublicJwk,
-            }),
-            StandInClientSettings.For(7, new StandInClientOptions
-            {
-                ClientId = ClinicClient,
-                OrgnrParent = Clinic,
-                ChildOrganisations = [ClinicChild],
-                Scopes = [AccessTokenMinter.ReadScope, AccessTokenMinter.WriteScope],
-                PublicJwk = PublicJwk(ClinicKey),
-            })));
+        Server = await TestServer.StartAsync(StandInTenancyScenario.Settings(SaasPublicJwk, PublicJwk(ClinicKey)));
     }
 
     public async Task DisposeAsync()
