@@ -21,6 +21,9 @@ using Pit.TestSupport;
 // Storage: a temp SQLite file by default; --postgres "Host=...;Username=...;Database=..." for an existing database;
 // --diagnose also counts the server process's fsync/fdatasync calls during the measured run (`perf stat`, root) and
 // reads its group-commit batch sizes (`dotnet-counters`); both tools add a little load of their own.
+// --warmup N (default 60) seconds of load before the measured run, so tiered compilation has reached the hot path;
+// --environment NAME (default LoadTest) runs the server in that environment (the stand-in is allowed in it), not in
+// Development.
 // --postgres-start for a throw-away cluster from /usr/lib/postgresql/*/bin (initdb/pg_ctl in a temp folder, as the
 // postgres user when run as root), removed at the end.
 var mode = args.ElementAtOrDefault(0) ?? "post";
@@ -39,7 +42,10 @@ var positional = args.Skip(1).TakeWhile(a => !a.StartsWith("--", StringCompariso
 int Positional(int index, int fallback) =>
     positional.Length > index ? int.Parse(positional[index], CultureInfo.InvariantCulture) : fallback;
 
-await using var cluster = postgresStart ? new PostgresCluster { SharedBuffers = "128MB" } : null;
+var diagnose = args.Contains("--diagnose");
+await using var cluster = postgresStart
+    ? new PostgresCluster { SharedBuffers = "128MB", ExtraSettings = diagnose ? "shared_preload_libraries = 'pg_stat_statements'" : "" }
+    : null;
 if (cluster is not null)
 {
     await cluster.InitializeAsync();
@@ -51,6 +57,14 @@ if (cluster is not null)
 var rateLimitIndex = Array.IndexOf(args, "--rate-limit");
 var rateLimit = rateLimitIndex >= 0 ? int.Parse(args[rateLimitIndex + 1], CultureInfo.InvariantCulture) : (int?)null;
 var settings = new Dictionary<string, string?> { ["Pit:RateLimiting:Enabled"] = rateLimit is null ? "false" : "true" };
+// Run the server as an operator would, not in Development (no developer exception page, no DI scope validation);
+// the stand-in is allowed in this environment only because the harness names it.
+var environmentIndex = Array.IndexOf(args, "--environment");
+var environmentName = environmentIndex >= 0 ? args[environmentIndex + 1] : "LoadTest";
+settings["environment"] = environmentName;
+settings["Pit:Auth:StandIn:AllowedEnvironments:0"] = environmentName;
+var warmupIndex = Array.IndexOf(args, "--warmup");
+var warmup = TimeSpan.FromSeconds(warmupIndex >= 0 ? int.Parse(args[warmupIndex + 1], CultureInfo.InvariantCulture) : 60);
 if (rateLimit is { } permits)
 {
     settings["Pit:RateLimiting:PermitsPerSecond"] = permits.ToString(CultureInfo.InvariantCulture);
@@ -143,10 +157,12 @@ async Task RunLoadAsync()
         }
     }
 
-    // Warm-up (JIT, connection pools), then the measured run.
-    await RunAsync(TimeSpan.FromSeconds(3), record: false);
+    // Warm-up (connection pools, and the JIT: on two busy cores tiered compilation takes tens of seconds to reach the
+    // optimised code of the hot path), then the measured run.
+    await RunAsync(warmup, record: false);
+    Console.WriteLine($"warmed up for {warmup.TotalSeconds:F0} s; measuring {seconds} s");
     var usage = new ResourceUsage(server.ProcessId, cluster?.PostmasterProcessId, connectionString);
-    await usage.StartAsync(args.Contains("--diagnose") ? seconds : null);
+    await usage.StartAsync(diagnose ? seconds : null);
     var quiet = rateLimit is null ? null : QuietClientAsync(TimeSpan.FromSeconds(seconds));
     var (latencies, failures, elapsed) = await RunAsync(TimeSpan.FromSeconds(seconds), record: true);
     var usageReport = await usage.StopAsync(elapsed);
@@ -164,6 +180,8 @@ async Task RunLoadAsync()
         $"{mode} {engine} connections={connections} seconds={seconds}: {latencies.Count / elapsed.TotalSeconds:F0} req/s, " +
         $"p50 {P(0.50):F1} ms, p90 {P(0.90):F1} ms, p99 {P(0.99):F1} ms, max {P(1):F1} ms, non-success {failures}"));
     Console.WriteLine(usageReport);
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"server CPU per answered request: {1000 * usage.ServerCpuSeconds / Math.Max(1, latencies.Count):F2} ms"));
     Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
 
     // Another organisation's client, well under the limit: a flood by the first must cost it nothing.

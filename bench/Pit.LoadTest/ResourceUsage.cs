@@ -15,6 +15,8 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
 {
     private (double Client, double Server, double Postgres) _cpu;
     private (long Writes, long Syncs)? _wal;
+    private long[] _machine = [];
+    private bool _statements;
     private Process? _perf;
     private Process? _counters;
     private string? _countersFile;
@@ -33,12 +35,23 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         }
 
         _wal = await WalAsync();
+        if (diagnoseSeconds is not null && postmasterPid is not null && postgresConnectionString is not null)
+        {
+            _statements = await ResetStatementsAsync(postgresConnectionString);
+        }
+
         _cpu = Cpu();
+        _machine = Machine();
     }
+
+    /// <summary>The server process's CPU seconds between start and stop.</summary>
+    public double ServerCpuSeconds { get; private set; }
 
     public async Task<string> StopAsync(TimeSpan elapsed)
     {
         var cpu = Cpu();
+        ServerCpuSeconds = cpu.Server - _cpu.Server;
+        var machine = Machine();
         var wal = await WalAsync();
         var report = string.Create(CultureInfo.InvariantCulture,
             $"CPU seconds in {elapsed.TotalSeconds:F1} s on {Environment.ProcessorCount} cores: harness {cpu.Client - _cpu.Client:F1}, server {cpu.Server - _cpu.Server:F1}");
@@ -47,9 +60,15 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
             report += string.Create(CultureInfo.InvariantCulture, $", postgres {cpu.Postgres - _cpu.Postgres:F1}");
         }
 
+        report += "; " + MachineShares(_machine, machine);
         if (wal is { } after && _wal is { } before)
         {
             report += $"; pg_stat_wal: {after.Writes - before.Writes} WAL writes, {after.Syncs - before.Syncs} WAL syncs";
+        }
+
+        if (_statements && postgresConnectionString is not null)
+        {
+            report += "\n" + await TopStatementsAsync(postgresConnectionString, elapsed);
         }
 
         if (_perf is not null)
@@ -90,6 +109,25 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
                 $"group-commit batch size over {p50.Count} one-second windows: p50 {p50[0]}..{p50[^1]} (median {p50[p50.Count / 2]}), p99 up to {p99[^1]}");
     }
 
+    // The first line of /proc/stat: user nice system idle iowait irq softirq steal (ticks). Steal is time the
+    // hypervisor gave this VM's vCPUs to someone else: a run with much of it measured a slower machine.
+    private static long[] Machine() =>
+        [.. File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Take(8).Select(v => long.Parse(v, CultureInfo.InvariantCulture))];
+
+    private static string MachineShares(long[] before, long[] after)
+    {
+        var delta = after.Zip(before, (a, b) => (double)(a - b)).ToArray();
+        var total = delta.Sum();
+        if (total <= 0)
+        {
+            return "machine CPU not read";
+        }
+
+        double Share(params int[] fields) => 100 * fields.Sum(i => delta[i]) / total;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"machine CPU: busy {Share(0, 1, 2, 5, 6):F0}%, iowait {Share(4):F0}%, idle {Share(3):F0}%, steal {Share(7):F0}%");
+    }
+
     private static Process Start(string program, string[] arguments)
     {
         var info = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
@@ -99,6 +137,36 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         }
 
         return Process.Start(info) ?? throw new InvalidOperationException($"Could not start {program}.");
+    }
+
+    // pg_stat_statements (preloaded by the harness's own cluster under --diagnose): what the database spends its time on.
+    private static async Task<bool> ResetStatementsAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();", connection);
+        await command.ExecuteNonQueryAsync();
+        return true;
+    }
+
+    private static async Task<string> TopStatementsAsync(string connectionString, TimeSpan elapsed)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("""
+            SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+            FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 12;
+            """, connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var lines = new List<string> { "pg_stat_statements, top 12 by execution time (calls/s, ms per call, rows per call, statement):" };
+        while (await reader.ReadAsync())
+        {
+            var calls = reader.GetInt64(0);
+            lines.Add(string.Create(CultureInfo.InvariantCulture,
+                $"  {calls / elapsed.TotalSeconds,8:F0}/s {reader.GetDouble(1) / Math.Max(1, calls),8:F3} ms {(double)reader.GetInt64(2) / Math.Max(1, calls),6:F1}  {reader.GetString(3)}"));
+        }
+
+        return string.Join('\n', lines);
     }
 
     private async Task<(long Writes, long Syncs)?> WalAsync()

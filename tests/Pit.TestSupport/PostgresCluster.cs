@@ -63,6 +63,9 @@ public class PostgresCluster : IAsyncDisposable
         CommandTimeout = 30,
     }.ToString();
 
+    /// <summary>More <c>postgresql.conf</c> lines written at <see cref="InitializeAsync"/> (e.g. for diagnostics).</summary>
+    public string ExtraSettings { get; init; } = "";
+
     /// <summary>Runs initdb (fsync on in the server settings) and starts the cluster.</summary>
     public async Task InitializeAsync()
     {
@@ -84,6 +87,7 @@ public class PostgresCluster : IAsyncDisposable
             max_connections = 100
             shared_buffers = {SharedBuffers}
             log_min_messages = warning
+            {ExtraSettings}
             """;
         var conf = Path.Combine(_dataDirectory, "postgresql.conf");
         await File.AppendAllTextAsync(conf, settings);

@@ -15,7 +15,14 @@ internal sealed record ExistingPatient(string Id, string Tenant, int Version, by
 
 /// <summary>The final state of one Patient the batch wrote: upsert the row and replace its identifiers.</summary>
 internal sealed record PatientWrite(
-    string Id, string Tenant, int Version, long LastUpdated, byte[] ContentHash, long LastSequence, byte[] Json, IReadOnlyList<PatientKey> Keys);
+    string Id, string Tenant, int Version, long LastUpdated, byte[] ContentHash, long LastSequence, byte[] Json, IReadOnlyList<PatientKey> Keys)
+{
+    /// <summary>
+    /// False for a Patient this batch created (version 1): its new id can have no stored identifiers, so there are none
+    /// to delete. Most writes are new Patients, and the delete would otherwise be a lookup per write for nothing.
+    /// </summary>
+    public bool MayHaveStoredKeys => Version > 1;
+}
 
 /// <summary>A Patient the batch did not write but whose last applied sequence rose (identical content).</summary>
 internal readonly record struct SequenceTouch(string PatientId, long LastSequence);

@@ -61,7 +61,12 @@ internal sealed partial class PostgresPitStore
         await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
 
         // The feed lock first, held to commit: everything below (claim, clock, matching) sees every earlier apply.
-        await using (var feedLock = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({PostgresSchema.FeedLockKey});", connection, tx))
+        // Custom plans for this transaction: its statements are auto-prepared on long-lived connections, and a generic
+        // plan made while a table was small (a new database, before autovacuum has analysed it) stays a sequential scan
+        // as the table grows. Measured: deleting a batch's keys took 365 ms after a minute of POSTs (about 60 000 rows) that way. Planning the
+        // handful of statements of a batch of up to 256 submissions costs well under a millisecond.
+        await using (var feedLock = new NpgsqlCommand(
+            $"SET LOCAL plan_cache_mode = force_custom_plan; SELECT pg_advisory_xact_lock({PostgresSchema.FeedLockKey});", connection, tx))
         {
             await feedLock.ExecuteNonQueryAsync(cancellationToken);
         }
@@ -180,9 +185,14 @@ internal sealed partial class PostgresPitStore
             upsert.Parameters.Add(new NpgsqlParameter<byte[][]> { TypedValue = [.. written.Select(p => p.Json)] });
             commands.Add(upsert);
 
-            var delete = new NpgsqlBatchCommand("DELETE FROM patient_keys WHERE patient_id = ANY($1::text[]);");
-            delete.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. written.Select(p => p.Id)] });
-            commands.Add(delete);
+            var replaced = written.Where(p => p.MayHaveStoredKeys).Select(p => p.Id).ToArray();
+            if (replaced.Length > 0)
+            {
+                var delete = new NpgsqlBatchCommand("DELETE FROM patient_keys WHERE patient_id = ANY($1::text[]);");
+                delete.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = replaced });
+                commands.Add(delete);
+            }
+
             var keys = written.SelectMany(p => p.Keys.Select(k => (p.Id, p.Tenant, k.System, k.Value))).ToList();
             var insert = new NpgsqlBatchCommand("""
                 INSERT INTO patient_keys (tenant, system, value, patient_id)

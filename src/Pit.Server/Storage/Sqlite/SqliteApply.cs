@@ -100,7 +100,7 @@ internal sealed partial class SqlitePitStore
             foreach (var p in plan.Writes)
             {
                 await RunAsync(_upsert, cancellationToken, p.Id, p.Tenant, p.Version, p.LastUpdated, p.ContentHash, p.LastSequence, p.Json);
-                if (p.Version > 1)
+                if (p.MayHaveStoredKeys)
                 {
                     await RunAsync(_deleteKeys, cancellationToken, p.Id);
                 }
