@@ -14,6 +14,33 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
     private static CancellationToken None => CancellationToken.None;
 
     [Fact]
+    public async Task A_pooled_connection_keeps_no_lock_or_listen_of_the_migration_or_the_feed_listener()
+    {
+        // The pool does not reset connections (it cost PostgreSQL more CPU per GET than the search), so whatever holds
+        // session state must clean up itself. One connection in the pool: each step below gets the same one back.
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await using var dataSource = PostgresPitStore.CreateDataSource(db.ConnectionString + ";Maximum Pool Size=1");
+        Assert.Contains("No Reset On Close=True", dataSource.ConnectionString, StringComparison.OrdinalIgnoreCase);
+        await PostgresSchema.MigrateAsync(dataSource, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, None);
+
+        var listener = new PostgresFeedListener(dataSource, new FeedChangeHub(), TimeProvider.System,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<PostgresFeedListener>.Instance);
+        await listener.StartAsync(None);
+        await listener.Listening.WaitAsync(TimeSpan.FromSeconds(10));
+        await listener.StopAsync(None);
+
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var check = new NpgsqlCommand("""
+            SELECT (SELECT count(*) FROM pg_listening_channels()),
+                   (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid());
+            """, connection);
+        await using var reader = await check.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync());
+        Assert.Equal(0L, reader.GetInt64(0));
+        Assert.Equal(0L, reader.GetInt64(1));
+    }
+
+    [Fact]
     public async Task Instances_starting_at_once_apply_each_migration_once()
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server);

@@ -57,33 +57,26 @@ internal sealed partial class PostgresFeedListener(
 
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    // Consecutive failed attempts to listen, for the back-off; reset once a LISTEN is in place.
+    private int _failures;
+
     /// <summary>Completes once the first <c>LISTEN</c> is in place (for tests and start-up ordering).</summary>
     public Task Listening => _listening.Task;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
                 await using var connection = await dataSource.OpenConnectionAsync(stoppingToken);
-                connection.Notification += (_, e) => OnNotification(e.Payload);
-                await using (var listen = new NpgsqlCommand($"LISTEN {PostgresFeedNotifier.Channel};", connection))
+                try
                 {
-                    await listen.ExecuteNonQueryAsync(stoppingToken);
+                    await ListenAsync(connection, stoppingToken);
                 }
-
-                failures = 0;
-                hub.WakeAll();
-                _listening.TrySetResult();
-                while (true)
+                finally
                 {
-                    if (!await connection.WaitAsync(ProbeInterval, stoppingToken))
-                    {
-                        await using var probe = new NpgsqlCommand("SELECT 1;", connection);
-                        await probe.ExecuteScalarAsync(stoppingToken);
-                    }
+                    await UnlistenAsync(connection);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -92,8 +85,8 @@ internal sealed partial class PostgresFeedListener(
             }
             catch (Exception ex)
             {
-                failures++;
-                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 100 * Math.Pow(2, Math.Min(failures, 7))));
+                _failures++;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 100 * Math.Pow(2, Math.Min(_failures, 7))));
                 LogListenFailed(logger, ex, delay);
                 try
                 {
@@ -104,6 +97,47 @@ internal sealed partial class PostgresFeedListener(
                     return;
                 }
             }
+        }
+    }
+
+    private async Task ListenAsync(NpgsqlConnection connection, CancellationToken stoppingToken)
+    {
+        connection.Notification += (_, e) => OnNotification(e.Payload);
+        await using (var listen = new NpgsqlCommand($"LISTEN {PostgresFeedNotifier.Channel};", connection))
+        {
+            await listen.ExecuteNonQueryAsync(stoppingToken);
+        }
+
+        _failures = 0;
+        hub.WakeAll();
+        _listening.TrySetResult();
+        while (true)
+        {
+            if (!await connection.WaitAsync(ProbeInterval, stoppingToken))
+            {
+                await using var probe = new NpgsqlCommand("SELECT 1;", connection);
+                await probe.ExecuteScalarAsync(stoppingToken);
+            }
+        }
+    }
+
+    // The pool does not reset connections (PostgresPitStore.CreateDataSource), so a connection that is still usable must
+    // stop listening before it goes back: otherwise an idle pooled connection would keep receiving every notification.
+    // A broken connection is not returned to the pool, so a failure here needs nothing more.
+    private static async Task UnlistenAsync(NpgsqlConnection connection)
+    {
+        if (connection.State != System.Data.ConnectionState.Open)
+        {
+            return;
+        }
+
+        try
+        {
+            await using var unlisten = new NpgsqlCommand("UNLISTEN *;", connection) { CommandTimeout = 2 };
+            await unlisten.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
+        {
         }
     }
 

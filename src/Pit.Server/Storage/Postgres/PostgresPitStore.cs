@@ -46,7 +46,8 @@ internal sealed partial class PostgresPitStore
 
     /// <summary>
     /// A data source for <paramref name="connectionString"/> with this engine's defaults where the string leaves them
-    /// unset: automatic statement preparation (the engine's statements are few and repeated) and an application name.
+    /// unset: automatic statement preparation (the engine's statements are few and repeated), no session reset when a
+    /// connection goes back to the pool, and an application name.
     /// </summary>
     public static NpgsqlDataSource CreateDataSource(string connectionString)
     {
@@ -56,6 +57,15 @@ internal sealed partial class PostgresPitStore
         {
             settings.MaxAutoPrepare = 64;
             settings.AutoPrepareMinUsages = 2;
+        }
+
+        // Npgsql's reset is eight statements (RESET ALL, UNLISTEN *, pg_advisory_unlock_all(), ...) run by the server on
+        // the next use of every pooled connection: measured, it was about 40 % of PostgreSQL's CPU per GET. The engine
+        // leaves no session state behind: settings are SET LOCAL, locks are transaction-scoped except the migration
+        // lock (released in a finally), and the LISTEN connection unlistens before it is returned.
+        if (!connectionString.Contains("No Reset On Close", StringComparison.OrdinalIgnoreCase))
+        {
+            settings.NoResetOnClose = true;
         }
 
         settings.ApplicationName ??= "pit-server";
