@@ -57,12 +57,8 @@ if (cluster is not null)
 var rateLimitIndex = Array.IndexOf(args, "--rate-limit");
 var rateLimit = rateLimitIndex >= 0 ? int.Parse(args[rateLimitIndex + 1], CultureInfo.InvariantCulture) : (int?)null;
 var settings = new Dictionary<string, string?> { ["Pit:RateLimiting:Enabled"] = rateLimit is null ? "false" : "true" };
-// Run the server as an operator would, not in Development (no developer exception page, no DI scope validation);
-// the stand-in is allowed in this environment only because the harness names it.
 var environmentIndex = Array.IndexOf(args, "--environment");
-var environmentName = environmentIndex >= 0 ? args[environmentIndex + 1] : "LoadTest";
-settings["environment"] = environmentName;
-settings["Pit:Auth:StandIn:AllowedEnvironments:0"] = environmentName;
+HarnessSettings.UseEnvironment(settings, environmentIndex >= 0 ? args[environmentIndex + 1] : HarnessSettings.DefaultEnvironment);
 var warmupIndex = Array.IndexOf(args, "--warmup");
 var warmup = TimeSpan.FromSeconds(warmupIndex >= 0 ? int.Parse(args[warmupIndex + 1], CultureInfo.InvariantCulture) : 60);
 if (rateLimit is { } permits)
@@ -118,8 +114,32 @@ finally
     Directory.Delete(data, recursive: true);
 }
 
+// How fast this machine is right now: the server's dominant fixed cost per request is one ES256 verification, so its
+// time on one thread says how far figures from different days (or a VM with a busy neighbour) can be compared.
+static double Es256VerifyMicroseconds()
+{
+    using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+    var data = Encoding.ASCII.GetBytes("eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJjYWxpYnJhdGlvbiJ9");
+    var signature = key.SignData(data, System.Security.Cryptography.HashAlgorithmName.SHA256);
+    for (var i = 0; i < 200; i++)
+    {
+        key.VerifyData(data, signature, System.Security.Cryptography.HashAlgorithmName.SHA256);
+    }
+
+    var clock = Stopwatch.StartNew();
+    const int Count = 2000;
+    for (var i = 0; i < Count; i++)
+    {
+        key.VerifyData(data, signature, System.Security.Cryptography.HashAlgorithmName.SHA256);
+    }
+
+    return clock.Elapsed.TotalMicroseconds / Count;
+}
+
 async Task RunLoadAsync()
 {
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"calibration: one ES256 verification takes {Es256VerifyMicroseconds():F0} µs on one thread of this machine now"));
     var seconds = Positional(0, 20);
     var connections = Positional(1, 32);
     var seed = Positional(2, 1000);

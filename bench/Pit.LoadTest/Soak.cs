@@ -49,6 +49,7 @@ public static class Soak
             ["Pit:RateLimiting:PermitsPerSecond"] = "1000000",
             ["Pit:RateLimiting:Burst"] = "1000000",
         };
+        HarnessSettings.UseEnvironment(settings);
         if (connectionString is not null)
         {
             settings["Pit:Storage:Provider"] = "Postgres";
