@@ -85,6 +85,57 @@ public sealed class PostgresDpopReplayCacheTests(PostgresServer server) : IClass
     }
 
     [Fact]
+    public async Task A_request_that_finds_the_writers_queue_full_waits_for_room_and_records_nothing_if_it_gives_up()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await db.OpenStoreAsync();
+        await using var source = PostgresPitStore.CreateDataSource(db.ConnectionString);
+        await using var cache = Cache(source, new FakeTimeProvider(Start));
+
+        // The writer's connection is open and its types loaded; then hold the table (writes only), so the writer's next
+        // insert, with one proof in its batch, waits for the lock.
+        Assert.True(await cache.TryAddAsync(Entry(999_999), None));
+        await using var admin = new NpgsqlConnection(db.ConnectionString);
+        await admin.OpenAsync();
+        await using var tx = await admin.BeginTransactionAsync();
+        await using (var hold = new NpgsqlCommand("LOCK TABLE dpop_replay_keys IN EXCLUSIVE MODE;", admin, tx))
+        {
+            await hold.ExecuteNonQueryAsync();
+        }
+
+        var first = cache.TryAddAsync(Entry(0), None).AsTask();
+        await using (var blocked = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO dpop_replay_keys%' AND pid <> pg_backend_pid();", admin))
+        {
+            var waiting = 0L;
+            for (var i = 0; i < 500 && (waiting = (long)(await blocked.ExecuteScalarAsync())!) == 0; i++)
+            {
+                await Task.Delay(20);
+            }
+
+            Assert.Equal(1L, waiting);
+        }
+
+        // Exactly QueueCapacity more proofs wait for the writer; the next ones wait for room.
+        var queued = Enumerable.Range(1, PostgresDpopReplayCache.QueueCapacity).Select(i => cache.TryAddAsync(Entry((ulong)i), None).AsTask()).ToList();
+        using var givesUp = new CancellationTokenSource();
+        var overflowGivingUp = cache.TryAddAsync(Entry(100_000), givesUp.Token).AsTask();
+        var overflowWaiting = cache.TryAddAsync(Entry(100_001), None).AsTask();
+        await givesUp.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => overflowGivingUp);
+        Assert.False(overflowWaiting.IsCompleted);
+        Assert.False(first.IsCompleted);
+
+        await tx.RollbackAsync();
+        Assert.True(await first);
+        Assert.All(await Task.WhenAll(queued), Assert.True);
+        Assert.True(await overflowWaiting);
+
+        // The proof that gave up while it waited for room was never recorded, so it is still new.
+        Assert.True(await cache.TryAddAsync(Entry(100_000), None));
+    }
+
+    [Fact]
     public async Task The_replay_table_is_unlogged_and_keys_are_16_bytes()
     {
         await using var db = await PostgresTestDatabase.CreateAsync(server);
