@@ -74,6 +74,7 @@ public sealed class PostgresMultiInstanceTests(PostgresServer server) : IClassFi
         using var signing = RSA.Create(2048);
         var settings = Settings(await server.CreateDatabaseAsync(), signing);
         settings["Pit:Processing:BatchSize"] = "7";
+        settings["Pit:RateLimiting:Enabled"] = "false"; // the consumer polls every 5 ms; throttling has tests of its own
         await using var a = await TestServer.StartAsync(settings);
         await using var b = await TestServer.StartAsync(settings);
         HttpClient[] clients = [a.CreateClient(baseAddress: PublicBase, connectTo: a.BaseAddress), b.CreateClient(baseAddress: PublicBase, connectTo: b.BaseAddress)];
