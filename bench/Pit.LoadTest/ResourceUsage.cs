@@ -37,7 +37,8 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         _wal = await WalAsync();
         if (diagnoseSeconds is not null && postmasterPid is not null && postgresConnectionString is not null)
         {
-            _statements = await ResetStatementsAsync(postgresConnectionString);
+            await ResetStatementsAsync(postgresConnectionString);
+            _statements = true;
         }
 
         _cpu = Cpu();
@@ -54,7 +55,7 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         var machine = Machine();
         var wal = await WalAsync();
         var report = string.Create(CultureInfo.InvariantCulture,
-            $"CPU seconds in {elapsed.TotalSeconds:F1} s on {Environment.ProcessorCount} cores: harness {cpu.Client - _cpu.Client:F1}, server {cpu.Server - _cpu.Server:F1}");
+            $"CPU seconds in {elapsed.TotalSeconds:F1} s on {Environment.ProcessorCount} cores: harness {cpu.Client - _cpu.Client:F1}, server {ServerCpuSeconds:F1}");
         if (postmasterPid is not null)
         {
             report += string.Create(CultureInfo.InvariantCulture, $", postgres {cpu.Postgres - _cpu.Postgres:F1}");
@@ -140,13 +141,12 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
     }
 
     // pg_stat_statements (preloaded by the harness's own cluster under --diagnose): what the database spends its time on.
-    private static async Task<bool> ResetStatementsAsync(string connectionString)
+    private static async Task ResetStatementsAsync(string connectionString)
     {
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();", connection);
         await command.ExecuteNonQueryAsync();
-        return true;
     }
 
     private static async Task<string> TopStatementsAsync(string connectionString, TimeSpan elapsed)

@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
@@ -21,10 +22,9 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         await using var db = await PostgresTestDatabase.CreateAsync(server);
         await using var dataSource = PostgresPitStore.CreateDataSource(db.ConnectionString + ";Maximum Pool Size=1");
         Assert.Contains("No Reset On Close=True", dataSource.ConnectionString, StringComparison.OrdinalIgnoreCase);
-        await PostgresSchema.MigrateAsync(dataSource, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, None);
+        await PostgresSchema.MigrateAsync(dataSource, NullLogger.Instance, None);
 
-        var listener = new PostgresFeedListener(dataSource, new FeedChangeHub(), TimeProvider.System,
-            Microsoft.Extensions.Logging.Abstractions.NullLogger<PostgresFeedListener>.Instance);
+        var listener = new PostgresFeedListener(dataSource, new FeedChangeHub(), TimeProvider.System, NullLogger<PostgresFeedListener>.Instance);
         await listener.StartAsync(None);
         await listener.Listening.WaitAsync(TimeSpan.FromSeconds(10));
         await listener.StopAsync(None);

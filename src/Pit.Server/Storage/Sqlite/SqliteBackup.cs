@@ -59,7 +59,7 @@ internal static class SqliteBackup
             await using (var connection = new SqliteConnection(builder.ToString()))
             {
                 await connection.OpenAsync(cancellationToken);
-                await ExecuteAsync(connection, "PRAGMA busy_timeout = 5000;", cancellationToken);
+                SqlitePitStore.WaitWhenBusy(connection);
                 await using var vacuum = connection.CreateCommand();
                 vacuum.CommandText = "VACUUM INTO $target;";
                 vacuum.Parameters.AddWithValue("$target", partial);
@@ -87,29 +87,15 @@ internal static class SqliteBackup
         var builder = new SqliteConnectionStringBuilder { DataSource = file, Mode = SqliteOpenMode.ReadOnly, Pooling = false };
         await using var connection = new SqliteConnection(builder.ToString());
         await connection.OpenAsync(cancellationToken);
-        var check = (string?)await ScalarAsync(connection, "PRAGMA quick_check;", cancellationToken);
+        var check = (string?)await SqlitePitStore.ScalarAsync(connection, null, "PRAGMA quick_check;", cancellationToken);
         if (check != "ok")
         {
             throw new InvalidDataException($"The backup failed its integrity check: {check}");
         }
 
         return new SqliteBackupSummary(
-            (long)(await ScalarAsync(connection, "SELECT count(*) FROM patients;", cancellationToken))!,
-            (long)(await ScalarAsync(connection, $"SELECT count(*) FROM submissions WHERE state = {SubmissionStateSql.Queued};", cancellationToken))!,
-            (long)(await ScalarAsync(connection, "SELECT count(*) FROM submissions;", cancellationToken))!);
-    }
-
-    private static async Task ExecuteAsync(SqliteConnection connection, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
-
-    private static async Task<object?> ScalarAsync(SqliteConnection connection, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        return await command.ExecuteScalarAsync(cancellationToken);
+            (long)(await SqlitePitStore.ScalarAsync(connection, null, "SELECT count(*) FROM patients;", cancellationToken))!,
+            (long)(await SqlitePitStore.ScalarAsync(connection, null, $"SELECT count(*) FROM submissions WHERE state = {SubmissionStateSql.Queued};", cancellationToken))!,
+            (long)(await SqlitePitStore.ScalarAsync(connection, null, "SELECT count(*) FROM submissions;", cancellationToken))!);
     }
 }

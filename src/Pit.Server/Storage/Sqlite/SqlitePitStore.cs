@@ -205,12 +205,16 @@ internal sealed partial class SqlitePitStore
     {
         var connection = new SqliteConnection(_connectionString);
         await connection.OpenAsync(cancellationToken);
-
-        // The same as PRAGMA busy_timeout = 5000, without parsing and running a statement on every open: a pooled
-        // connection is opened for every read, and the setting lives on the native handle anyway.
-        SQLitePCL.raw.sqlite3_busy_timeout(connection.Handle, 5000);
+        WaitWhenBusy(connection);
         return connection;
     }
+
+    /// <summary>
+    /// Lets SQLite retry for up to 5 s when the file is locked. The same as <c>PRAGMA busy_timeout = 5000</c>, without
+    /// parsing and running a statement on every open: a pooled connection is opened for every read, and the setting
+    /// lives on the native handle anyway.
+    /// </summary>
+    internal static void WaitWhenBusy(SqliteConnection connection) => SQLitePCL.raw.sqlite3_busy_timeout(connection.Handle, 5000);
 
     /// <summary>
     /// Runs <paramref name="work"/> in one transaction on the single write connection, holding the write lock, and
@@ -296,7 +300,7 @@ internal sealed partial class SqlitePitStore
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static async Task<object?> ScalarAsync(SqliteConnection connection, SqliteTransaction? tx, string sql, CancellationToken cancellationToken)
+    internal static async Task<object?> ScalarAsync(SqliteConnection connection, SqliteTransaction? tx, string sql, CancellationToken cancellationToken)
     {
         await using var command = Command(connection, tx, sql);
         return await command.ExecuteScalarAsync(cancellationToken);
