@@ -10,32 +10,7 @@ public sealed class MetricsEndpointTests
     [Fact]
     public async Task After_real_traffic_the_scrape_endpoint_on_the_management_port_shows_every_instrument()
     {
-        var port = FreePort();
-        await using var server = await TestServer.StartAsync(
-            new Dictionary<string, string?>
-            {
-                ["Pit:Telemetry:Prometheus:Enabled"] = "true",
-                ["Pit:Telemetry:Prometheus:Url"] = $"http://127.0.0.1:{port}",
-                ["Pit:RateLimiting:Clients:pit-flooder:Burst"] = "1",
-                ["Pit:RateLimiting:Clients:pit-flooder:PermitsPerSecond"] = "0.001",
-            },
-            configure: b => b.Services.DecorateStore<ISubmissionQueueStore>(store => new FailingQueueStore(store) { AppliesToFail = 1 }));
-        var credentials = new CredentialRecorder(server);
-        using var client = credentials.Client();
-        using var flooder = credentials.Client("pit-flooder");
-        using var anonymous = server.CreateAnonymousClient();
-
-        await client.WaitProcessedAsync(await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr())));
-        using (await client.GetAsync("v1/Patient"))
-        using (await anonymous.GetAsync("v1/Patient"))
-        using (await flooder.GetAsync("v1/Patient"))
-        using (var limited = await flooder.GetAsync("v1/Patient"))
-        {
-            Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
-        }
-
-        using var scraper = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
-        var text = await scraper.GetStringAsync("metrics");
+        var text = await ScrapeAfterTrafficAsync();
 
         Assert.Contains("pit_requests_total{", text, StringComparison.Ordinal);
         Assert.Contains("http_route=\"/v1/Patient\"", text, StringComparison.Ordinal);
@@ -51,6 +26,78 @@ public sealed class MetricsEndpointTests
         Assert.Contains("pit_rate_limit_rejections_total{", text, StringComparison.Ordinal);
         Assert.Contains("client_id=\"pit-flooder\"", text, StringComparison.Ordinal);
         Assert.Contains("pit_submissions_commit_batch", text, StringComparison.Ordinal);
+        Assert.Contains("pit_audit_backlog", text, StringComparison.Ordinal);
+        Assert.Contains("pit_audit_dropped_total", text, StringComparison.Ordinal);
+        Assert.Contains("pit_feed_waiters", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_audit_backlog_and_the_held_long_polls_are_gauges_on_the_scrape_endpoint()
+    {
+        var port = FreePort();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        StallingAuditStore? audit = null;
+        await using var server = await TestServer.StartAsync(
+            new Dictionary<string, string?>
+            {
+                ["Pit:Telemetry:Prometheus:Enabled"] = "true",
+                ["Pit:Telemetry:Prometheus:Url"] = $"http://127.0.0.1:{port}",
+            },
+            configure: b => b.Services.DecorateStore<IAuditStore>(store => audit = new StallingAuditStore(store) { StallUntil = release.Task }));
+        using var client = server.CreateClient();
+        using var scraper = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+        try
+        {
+            // The first read's audit write stalls (a store that takes no writes); the next reads' entries wait behind it.
+            using (await client.GetAsync("v1/Patient"))
+            {
+            }
+
+            await audit!.Stalled;
+            for (var i = 0; i < 3; i++)
+            {
+                using (await client.GetAsync("v1/Patient"))
+                {
+                }
+            }
+
+            var trail = server.Services.GetRequiredService<Pit.Server.Processing.AuditTrail>();
+            for (var i = 0; i < 500 && trail.Backlog != 4; i++)
+            {
+                await Task.Delay(10);
+            }
+
+            var polls = new[]
+            {
+                client.GetPreferringAsync("v1/Patient?_lastUpdated=gt2024-01-01T00:00Z", "wait=25"),
+                client.GetPreferringAsync("v1/Patient?_lastUpdated=gt2024-01-01T00:00Z", "wait=25"),
+            };
+            await server.WaitersAsync(2);
+
+            var held = await scraper.GetStringAsync("metrics");
+            Assert.Equal(2, Sample(held, "pit_feed_waiters"));
+            Assert.Equal(4, Sample(held, "pit_audit_backlog"));
+            Assert.Equal(0, Sample(held, "pit_audit_dropped_total"));
+
+            await client.WaitProcessedAsync(await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr())));
+            await Task.WhenAll(polls);
+            release.TrySetResult();
+            await server.WaitersAsync(0);
+
+            // The exporter caches a scrape for a moment; a fresh one shows the searches given back.
+            var waiting = 2.0;
+            for (var i = 0; i < 50 && waiting != 0; i++)
+            {
+                await Task.Delay(100);
+                waiting = Sample(await scraper.GetStringAsync("metrics"), "pit_feed_waiters");
+            }
+
+            Assert.Equal(0, waiting);
+        }
+        finally
+        {
+            release.TrySetResult();
+        }
     }
 
     [Fact]
@@ -87,6 +134,49 @@ public sealed class MetricsEndpointTests
         using var response = await api.GetAsync("metrics");
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+    }
+
+    /// <summary>The value of the one sample of <paramref name="metric"/> (no labels but the target's) in a scrape.</summary>
+    internal static double Sample(string scrape, string metric)
+    {
+        var line = Assert.Single(scrape.Split('\n'), l => l.StartsWith(metric + " ", StringComparison.Ordinal) || l.StartsWith(metric + "{", StringComparison.Ordinal));
+        var value = line[(line.Contains('}', StringComparison.Ordinal) ? line.LastIndexOf('}') + 1 : metric.Length)..].Trim().Split(' ')[0];
+        return double.Parse(value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+
+    /// <summary>
+    /// The real scrape of a server that has seen every kind of traffic the instruments count: a processed submission
+    /// (one apply failing first), a search, an anonymous request, and a client over its rate limit.
+    /// </summary>
+    internal static async Task<string> ScrapeAfterTrafficAsync()
+    {
+        var port = FreePort();
+        await using var server = await TestServer.StartAsync(
+            new Dictionary<string, string?>
+            {
+                ["Pit:Telemetry:Prometheus:Enabled"] = "true",
+                ["Pit:Telemetry:Prometheus:Url"] = $"http://127.0.0.1:{port}",
+                ["Pit:RateLimiting:Clients:pit-flooder:Burst"] = "1",
+                ["Pit:RateLimiting:Clients:pit-flooder:PermitsPerSecond"] = "0.001",
+            },
+            configure: b => b.Services.DecorateStore<ISubmissionQueueStore>(store => new FailingQueueStore(store) { AppliesToFail = 1 }));
+        var credentials = new CredentialRecorder(server);
+        using var client = credentials.Client();
+        using var flooder = credentials.Client("pit-flooder");
+        using var anonymous = server.CreateAnonymousClient();
+
+        await client.WaitProcessedAsync(await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr())));
+        using (await client.GetAsync("v1/Patient"))
+        using (await anonymous.GetAsync("v1/Patient"))
+        using (await flooder.GetAsync("v1/Patient"))
+        using (var limited = await flooder.GetAsync("v1/Patient"))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        }
+
+        using var scraper = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+        return await scraper.GetStringAsync("metrics");
     }
 
     private static int FreePort()
