@@ -37,7 +37,7 @@ internal sealed partial class StoreOutageLog(ILogger logger, string work, TimePr
 
         if (first)
         {
-            LogFailing(logger, work, exception.GetType().Name, exception.Message);
+            LogFailing(logger, work, exception.GetType().Name, MessageOf(exception));
         }
         else
         {
@@ -70,6 +70,16 @@ internal sealed partial class StoreOutageLog(ILogger logger, string work, TimePr
 
         LogRecovered(logger, work, Math.Round(duration.TotalSeconds, 1), failures);
     }
+
+    /// <summary>
+    /// The exception's message, except where a database might quote data in it: a database error outside the classes
+    /// of an outage (SQLSTATE 08 connection, 53 resources, 57 operator intervention, 58 system) is named by its SQLSTATE
+    /// only, since some messages (invalid input syntax, for one) quote the value that was sent.
+    /// </summary>
+    internal static string MessageOf(Exception exception) =>
+        exception is System.Data.Common.DbException { SqlState: { Length: 5 } state } && state[..2] is not ("08" or "53" or "57" or "58")
+            ? $"SQLSTATE {state}"
+            : exception.Message;
 
     [LoggerMessage(EventId = 60, Level = LogLevel.Warning,
         Message = "{Work} failed: {ExceptionType}: {ExceptionMessage}. Retrying until the store answers; the next line about it says when it succeeds again")]

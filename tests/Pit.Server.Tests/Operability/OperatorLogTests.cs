@@ -190,6 +190,19 @@ public sealed class OperatorLogTests
     }
 
     [Fact]
+    public void An_outage_warning_names_a_database_error_that_may_quote_data_by_its_SQLSTATE_only()
+    {
+        var fnr = TestPatients.NewFnr();
+
+        var quoting = StoreOutageLog.MessageOf(new Npgsql.PostgresException($"invalid input syntax for type uuid: \"{fnr}\"", "ERROR", "ERROR", "22P02"));
+        var shutdown = StoreOutageLog.MessageOf(new Npgsql.PostgresException("terminating connection due to administrator command", "FATAL", "FATAL", "57P01"));
+
+        Assert.Equal("SQLSTATE 22P02", quoting);
+        Assert.Contains("terminating connection due to administrator command", shutdown, StringComparison.Ordinal);
+        Assert.Equal("simulated store outage", StoreOutageLog.MessageOf(new IOException("simulated store outage")));
+    }
+
+    [Fact]
     public async Task Outside_Development_the_server_writes_JSON_lines_with_the_correlation_id_and_quiet_ASP_NET_Core()
     {
         var data = Directory.CreateTempSubdirectory("pit-jsonlog-");
