@@ -80,6 +80,8 @@ internal sealed class OperabilityGauges : IHostedService
         {
             metrics.Meter.CreateObservableGauge("pit.dpop.replay_cache.entries", () => replay.Entries,
                 description: "DPoP proofs remembered against replay.");
+            metrics.Meter.CreateObservableGauge("pit.dpop.replay_cache.capacity", () => replay.Capacity,
+                description: "Most DPoP proofs the replay cache can hold (Pit:Auth:DPoP:ReplayCacheProofsPerSecond over the iat window); when full, new proofs are answered 429.");
         }
 
         metrics.Meter.CreateObservableGauge("pit.audit.backlog", () => audit.Backlog,

@@ -23,6 +23,7 @@ public sealed class MetricsEndpointTests
         Assert.Contains("pit_submissions_apply_failures_total", text, StringComparison.Ordinal);
         Assert.Contains("pit_submissions_visibility_lag_seconds_bucket", text, StringComparison.Ordinal);
         Assert.Contains("pit_dpop_replay_cache_entries", text, StringComparison.Ordinal);
+        Assert.Contains("pit_dpop_replay_cache_capacity", text, StringComparison.Ordinal);
         Assert.Contains("pit_rate_limit_rejections_total{", text, StringComparison.Ordinal);
         Assert.Contains("client_id=\"pit-flooder\"", text, StringComparison.Ordinal);
         Assert.Contains("pit_submissions_commit_batch", text, StringComparison.Ordinal);
@@ -149,17 +150,24 @@ public sealed class MetricsEndpointTests
     /// The real scrape of a server that has seen every kind of traffic the instruments count: a processed submission
     /// (one apply failing first), a search, an anonymous request, and a client over its rate limit.
     /// </summary>
-    internal static async Task<string> ScrapeAfterTrafficAsync()
+    /// <remarks><paramref name="storeSettings"/> choose another store (PostgreSQL, for its Npgsql metrics).</remarks>
+    internal static async Task<string> ScrapeAfterTrafficAsync(IDictionary<string, string?>? storeSettings = null)
     {
         var port = FreePort();
+        var settings = new Dictionary<string, string?>
+        {
+            ["Pit:Telemetry:Prometheus:Enabled"] = "true",
+            ["Pit:Telemetry:Prometheus:Url"] = $"http://127.0.0.1:{port}",
+            ["Pit:RateLimiting:Clients:pit-flooder:Burst"] = "1",
+            ["Pit:RateLimiting:Clients:pit-flooder:PermitsPerSecond"] = "0.001",
+        };
+        foreach (var (key, value) in storeSettings ?? new Dictionary<string, string?>())
+        {
+            settings[key] = value;
+        }
+
         await using var server = await TestServer.StartAsync(
-            new Dictionary<string, string?>
-            {
-                ["Pit:Telemetry:Prometheus:Enabled"] = "true",
-                ["Pit:Telemetry:Prometheus:Url"] = $"http://127.0.0.1:{port}",
-                ["Pit:RateLimiting:Clients:pit-flooder:Burst"] = "1",
-                ["Pit:RateLimiting:Clients:pit-flooder:PermitsPerSecond"] = "0.001",
-            },
+            settings,
             configure: b => b.Services.DecorateStore<ISubmissionQueueStore>(store => new FailingQueueStore(store) { AppliesToFail = 1 }));
         var credentials = new CredentialRecorder(server);
         using var client = credentials.Client();
