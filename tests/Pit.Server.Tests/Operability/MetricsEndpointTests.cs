@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using Pit.Server.Storage;
@@ -75,25 +76,21 @@ public sealed class MetricsEndpointTests
             };
             await server.WaitersAsync(2);
 
-            var held = await scraper.GetStringAsync("metrics");
-            Assert.Equal(2, Sample(held, "pit_feed_waiters"));
-            Assert.Equal(4, Sample(held, "pit_audit_backlog"));
-            Assert.Equal(0, Sample(held, "pit_audit_dropped_total"));
+            // The scrape shows the gauges; their values are read from this server's own meter, since tests running
+            // in parallel put servers with a meter of the same name into this process (in production there is one).
+            var scrape = await scraper.GetStringAsync("metrics");
+            Assert.Contains("pit_feed_waiters{", scrape, StringComparison.Ordinal);
+            Assert.Contains("pit_audit_backlog{", scrape, StringComparison.Ordinal);
+            Assert.Contains("pit_audit_dropped_total{", scrape, StringComparison.Ordinal);
+            Assert.Equal(2, Observe(server, "pit.feed.waiters"));
+            Assert.Equal(4, Observe(server, "pit.audit.backlog"));
+            Assert.Equal(0, Observe(server, "pit.audit.dropped"));
 
             await client.WaitProcessedAsync(await client.SubmitAsync(TestPatients.Json(TestPatients.NewFnr())));
             await Task.WhenAll(polls);
             release.TrySetResult();
             await server.WaitersAsync(0);
-
-            // The exporter caches a scrape for a moment; a fresh one shows the searches given back.
-            var waiting = 2.0;
-            for (var i = 0; i < 50 && waiting != 0; i++)
-            {
-                await Task.Delay(100);
-                waiting = Sample(await scraper.GetStringAsync("metrics"), "pit_feed_waiters");
-            }
-
-            Assert.Equal(0, waiting);
+            Assert.Equal(0, Observe(server, "pit.feed.waiters"));
         }
         finally
         {
@@ -137,13 +134,29 @@ public sealed class MetricsEndpointTests
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
     }
 
-    /// <summary>The value of the one sample of <paramref name="metric"/> (no labels but the target's) in a scrape.</summary>
-    internal static double Sample(string scrape, string metric)
+    /// <summary>The current value of observable instrument <paramref name="name"/> of <paramref name="server"/>'s own meter.</summary>
+    private static double Observe(TestServer server, string name)
     {
-        var line = Assert.Single(scrape.Split('\n'), l => l.StartsWith(metric + " ", StringComparison.Ordinal) || l.StartsWith(metric + "{", StringComparison.Ordinal));
-        var value = line[(line.Contains('}', StringComparison.Ordinal) ? line.LastIndexOf('}') + 1 : metric.Length)..].Trim().Split(' ')[0];
-        return double.Parse(value, System.Globalization.CultureInfo.InvariantCulture);
+        var factory = server.Services.GetRequiredService<IMeterFactory>();
+        var values = new List<double>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Name == name && ReferenceEquals(instrument.Meter.Scope, factory))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<int>((_, v, _, _) => values.Add(v));
+        listener.SetMeasurementEventCallback<long>((_, v, _, _) => values.Add(v));
+        listener.SetMeasurementEventCallback<double>((_, v, _, _) => values.Add(v));
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return Assert.Single(values);
     }
+
 
 
     /// <summary>
