@@ -29,6 +29,7 @@ internal static class PitApp
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        ValidateSettings(app.Services);
         app.UsePitOperability();
         app.UsePitFhirErrors();
         app.UsePitForwardedHeaders();
@@ -40,4 +41,27 @@ internal static class PitApp
         app.MapPitReference();
         return app;
     }
+
+    /// <summary>
+    /// The store alone, for the commands beside the server (<c>migrate</c>, <c>audit-export</c>): the same
+    /// configuration sources as the server, but only <c>Pit:Storage</c>, <c>Pit:Secrets</c> and <c>Pit:Audit</c> are
+    /// registered, so only they are needed and checked. Nothing is started.
+    /// </summary>
+    public static WebApplication CreateStoreTool(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        builder.Services.AddPitStorage(builder.Configuration, builder.Environment);
+        configure?.Invoke(builder);
+        var app = builder.Build();
+        ValidateSettings(app.Services);
+        return app;
+    }
+
+    /// <summary>
+    /// Runs every start-up validation (<c>ValidateOnStart</c>) now, before anything reads an option or the host
+    /// starts: a bad setting then fails with its <see cref="Microsoft.Extensions.Options.OptionsValidationException"/>
+    /// alone, which the command line turns into one line naming the key, rather than with a host log and a stack trace.
+    /// </summary>
+    private static void ValidateSettings(IServiceProvider services) =>
+        services.GetService<Microsoft.Extensions.Options.IStartupValidator>()?.Validate();
 }

@@ -28,7 +28,8 @@ internal static class AuditExportCommand
         }
 
         // Logs would go to standard output, which may be carrying the export.
-        await using var app = PitApp.Create(rest, b => b.Logging.ClearProviders());
+        // Only the store is built: the export needs no Pit:Auth or other server settings.
+        await using var app = PitApp.CreateStoreTool(rest, b => b.Logging.ClearProviders());
         var store = app.Services.GetRequiredService<IAuditExportStore>();
         await using var file = request.Out is null ? null : File.Create(request.Out);
         var target = file ?? output;

@@ -75,6 +75,12 @@ internal sealed partial class PostgresPitStore
     public Task MigrateAsync(CancellationToken cancellationToken) =>
         PostgresSchema.MigrateAsync(_dataSource, _logger, cancellationToken);
 
+    public async Task<SchemaVersion> GetSchemaVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        return new SchemaVersion(await PostgresSchema.CurrentVersionAsync(connection, cancellationToken), PostgresSchema.LatestVersion);
+    }
+
     public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
         try

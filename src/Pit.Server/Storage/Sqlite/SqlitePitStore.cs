@@ -42,6 +42,12 @@ internal sealed partial class SqlitePitStore
             }
         }, cancellationToken);
 
+    public async Task<SchemaVersion> GetSchemaVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        return new SchemaVersion(Convert.ToInt32(await ScalarAsync(connection, null, "PRAGMA user_version;", cancellationToken)), SqliteSchema.Version);
+    }
+
     public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
         await InWriteTransactionAsync(async (writer, tx) =>
@@ -204,10 +210,31 @@ internal sealed partial class SqlitePitStore
     private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
     {
         var connection = new SqliteConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken);
+        await OpenNamingFileAsync(connection, cancellationToken);
         WaitWhenBusy(connection);
         return connection;
     }
+
+    /// <summary>
+    /// Opens <paramref name="connection"/>; when SQLite cannot, the error names the file by its full path (SQLite's
+    /// own message, e.g. <c>unable to open database file</c>, does not). Same exception type and error codes.
+    /// </summary>
+    internal static async Task OpenNamingFileAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+        }
+        catch (SqliteException ex)
+        {
+            await connection.DisposeAsync();
+            throw new SqliteException($"{ex.Message} Database file: {FullPath(connection.DataSource)}", ex.SqliteErrorCode, ex.SqliteExtendedErrorCode);
+        }
+    }
+
+    /// <summary>The full path of a data source as SQLite opens it (relative to the working directory).</summary>
+    internal static string FullPath(string dataSource) =>
+        dataSource.StartsWith(':') || dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? dataSource : Path.GetFullPath(dataSource);
 
     /// <summary>
     /// Lets SQLite retry for up to 5 s when the file is locked. The same as <c>PRAGMA busy_timeout = 5000</c>, without
