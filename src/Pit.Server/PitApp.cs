@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
 using Pit.Server.Feed;
 using Pit.Server.Fhir;
@@ -59,9 +60,21 @@ internal static class PitApp
 
     /// <summary>
     /// Runs every start-up validation (<c>ValidateOnStart</c>) now, before anything reads an option or the host
-    /// starts: a bad setting then fails with its <see cref="Microsoft.Extensions.Options.OptionsValidationException"/>
+    /// starts: a bad setting then fails with its <see cref="OptionsValidationException"/>
     /// alone, which the command line turns into one line naming the key, rather than with a host log and a stack trace.
     /// </summary>
-    private static void ValidateSettings(IServiceProvider services) =>
-        services.GetService<Microsoft.Extensions.Options.IStartupValidator>()?.Validate();
+    private static void ValidateSettings(IServiceProvider services)
+    {
+        try
+        {
+            services.GetService<IStartupValidator>()?.Validate();
+        }
+        catch (AggregateException ex) when (ex.InnerExceptions.All(e => e is OptionsValidationException))
+        {
+            // Several option types at fault (or one seen through several): one exception with each message once.
+            var first = (OptionsValidationException)ex.InnerExceptions[0];
+            throw new OptionsValidationException(first.OptionsName, first.OptionsType,
+                ex.InnerExceptions.SelectMany(e => ((OptionsValidationException)e).Failures).Distinct());
+        }
+    }
 }

@@ -99,32 +99,22 @@ internal static class ServerCommands
                     return Environment.ExitCode;
             }
         }
-        catch (Exception ex) when (ConfigurationError(ex) is { } message)
+        catch (OptionsValidationException ex)
         {
-            await error.WriteLineAsync($"configuration error: {message}");
+            // Options are checked when the application is built (PitApp), so no host log or stack trace precedes
+            // this, and several failures arrive as one exception.
+            await error.WriteLineAsync($"configuration error: {OneLine(string.Join(" ", ex.Failures.Select(f => f.Trim()).Distinct()))}");
             return UsageError;
         }
         catch (Exception ex) when (ex is DbException or StoreSchemaException)
         {
-            // The store names itself in the message (SQLite: the file; PostgreSQL: host and database).
+            // One line: SQLite open errors name the file (SqlitePitStore.OpenNamingFileAsync); PostgreSQL speaks for itself.
             await error.WriteLineAsync($"store error: {OneLine(ex.Message)}");
             return Failed;
         }
     }
 
     private static bool IsCommand(string? name) => name is "migrate" or "backup" or "audit-export";
-
-    /// <summary>
-    /// The message of a start-up validation failure (several keys at fault are joined), else null. Options are
-    /// checked when the application is built (<see cref="PitApp"/>), so no stack trace and no host log precede it.
-    /// </summary>
-    internal static string? ConfigurationError(Exception exception) => exception switch
-    {
-        OptionsValidationException options => OneLine(string.Join(" ", options.Failures.Select(f => f.Trim()))),
-        AggregateException aggregate when aggregate.InnerExceptions.All(e => e is OptionsValidationException) =>
-            OneLine(string.Join(" ", aggregate.InnerExceptions.SelectMany(e => ((OptionsValidationException)e).Failures).Select(f => f.Trim()))),
-        _ => null,
-    };
 
     private static string OneLine(string text) =>
         string.Join(' ', text.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
