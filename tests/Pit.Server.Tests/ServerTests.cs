@@ -54,7 +54,7 @@ public sealed class ServerTests(ServerFixture fixture) : IClassFixture<ServerFix
             await process.WaitForExitAsync();
 
             Assert.True(process.ExitCode == 0, output + await process.StandardError.ReadToEndAsync());
-            Assert.Contains($"Schema is up to date (version {Pit.Server.Storage.Sqlite.SqliteSchema.Version}).", output);
+            Assert.Contains($"Schema is up to date (version {Pit.Server.Storage.Sqlite.SqliteSchema.Version}) in {file}.", output);
             await using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={file};Pooling=false");
             await connection.OpenAsync();
             await using var command = connection.CreateCommand();

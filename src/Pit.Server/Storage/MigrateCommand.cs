@@ -35,7 +35,7 @@ internal static class MigrateCommand
         var schema = await migrator.GetSchemaVersionAsync(cancellationToken);
         var run = await tool.Services.GetRequiredService<StoreRetention>().RunOnceAsync(AuditDaysAhead, cancellationToken);
         await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-            $"Schema is up to date (version {schema.Current}). Audit log prepared for {AuditDaysAhead} days ahead; " +
+            $"Schema is up to date (version {schema.Current}) in {migrator.Location}. Audit log prepared for {AuditDaysAhead} days ahead; " +
             $"retention removed {run.AuditRowsDeleted} audit rows and {run.SubmissionsDeleted} processed submissions."));
         return 0;
     }

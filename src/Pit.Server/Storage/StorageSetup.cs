@@ -129,7 +129,7 @@ internal static class StorageSetup
             if (!schema.IsCurrent)
             {
                 throw new StoreSchemaException(
-                    $"The store's schema is at version {schema.Current}; this server needs version {schema.Required}. " +
+                    $"The store's schema is at version {schema.Current}; this server needs version {schema.Required} ({migrator.Location}). " +
                     "Run `Pit.Server migrate` with the store's settings (as the owner role on PostgreSQL) first, or set Pit:Storage:MigrateOnStartup=true.");
             }
         }

@@ -10,6 +10,12 @@ internal interface IStoreMigrator
     /// <summary>Creates or migrates the schema. Safe to call from several processes at once.</summary>
     Task MigrateAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Where the store is, for messages: the SQLite file's full path, or PostgreSQL's host, port and database (never
+    /// a password).
+    /// </summary>
+    string Location { get; }
+
     /// <summary>The schema version the store is at and the one this build needs; changes nothing.</summary>
     Task<SchemaVersion> GetSchemaVersionAsync(CancellationToken cancellationToken);
 }

@@ -70,7 +70,7 @@ public sealed class ServerCommandTests : IDisposable
         string[] settings = ["--environment=Production", $"--Pit:Storage:ConnectionString=Data Source={Path.Combine(_folder, "pit.db")}"];
         var migrate = await ServerCommandLine.RunAsync(_folder, ["migrate", .. settings]);
         Assert.True(migrate.ExitCode == 0, migrate.ToString());
-        Assert.Contains($"Schema is up to date (version {SqliteSchema.Version})", migrate.Output, StringComparison.Ordinal);
+        Assert.Contains($"Schema is up to date (version {SqliteSchema.Version}) in {Path.Combine(_folder, "pit.db")}.", migrate.Output, StringComparison.Ordinal);
 
         var export = await ServerCommandLine.RunAsync(_folder, ["audit-export", "--from", "2026-01-01", "--to", "2026-02-01", .. settings]);
         Assert.True(export.ExitCode == 0, export.ToString());
@@ -121,6 +121,25 @@ public sealed class ServerCommandTests : IDisposable
         var error = await Assert.ThrowsAsync<SqliteException>(() =>
             TestServer.StartAsync(new Dictionary<string, string?> { ["Pit:Storage:ConnectionString"] = $"Data Source={blocked}" }));
         Assert.Contains($"Database file: {blocked}", error.Message, StringComparison.Ordinal);
+
+        // A file where its folder should be: the folder cannot be made.
+        var underFile = Path.Combine(_folder, "not-a-folder", "pit.db");
+        await File.WriteAllTextAsync(Path.Combine(_folder, "not-a-folder"), "");
+        var export = await ServerCommandLine.RunAsync(_folder, "audit-export", "--from", "2026-01-01", "--to", "2026-02-01", $"--Pit:Storage:ConnectionString=Data Source={underFile}");
+        Assert.True(export.ExitCode == ServerCommands.Failed, export.ToString());
+        line = Assert.Single(export.ErrorLines);
+        Assert.StartsWith("store error: SQLite Error 14: 'unable to open database file': cannot create its folder", line, StringComparison.Ordinal);
+        Assert.EndsWith($"Database file: {underFile}", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Audit_export_of_a_store_without_the_schema_says_where_it_looked()
+    {
+        var file = Path.Combine(_folder, "elsewhere", "pit.db");
+        var export = await ServerCommandLine.RunAsync(_folder, "audit-export", "--from", "2026-01-01", "--to", "2026-02-01", $"--Pit:Storage:ConnectionString=Data Source={file}");
+        Assert.True(export.ExitCode == ServerCommands.Failed, export.ToString());
+        Assert.Equal($"store error: The store holds no PIT schema, so no audit log: {file}. Check Pit:Storage.", Assert.Single(export.ErrorLines));
+        Assert.Empty(export.Output);
     }
 
     [Fact]

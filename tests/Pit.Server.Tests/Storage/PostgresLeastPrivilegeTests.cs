@@ -34,6 +34,7 @@ public sealed class PostgresLeastPrivilegeTests(PostgresServer postgres) : IClas
 
         var migrate = await ServerCommandLine.RunAsync(_folder, "migrate", "--Pit:Storage:Provider=Postgres", $"--Pit:Storage:ConnectionString={owner}");
         Assert.True(migrate.ExitCode == 0, migrate.ToString());
+        Assert.Contains($"Schema is up to date (version {PostgresSchema.LatestVersion}) in PostgreSQL database pit_runs on 127.0.0.1:{postgres.Port}.", migrate.Output, StringComparison.Ordinal);
 
         await using var server = await ServerProcess.StartAsync(KillUnderLoad.ServerDll, _folder, new Dictionary<string, string?>
         {

@@ -18,14 +18,25 @@ internal sealed partial class SqlitePitStore
     public SqlitePitStore(string connectionString, TimeProvider time)
     {
         var builder = new SqliteConnectionStringBuilder(connectionString) { Pooling = true };
+        Location = FullPath(builder.DataSource);
         if (builder.DataSource is { Length: > 0 } file && !file.StartsWith(':') && Path.GetDirectoryName(Path.GetFullPath(file)) is { } dir)
         {
-            Directory.CreateDirectory(dir);
+            try
+            {
+                Directory.CreateDirectory(dir);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // What SQLite would answer (SQLITE_CANTOPEN), with the reason and the file named.
+                throw new SqliteException($"SQLite Error 14: 'unable to open database file': cannot create its folder ({ex.Message}). Database file: {Location}", 14);
+            }
         }
 
         _connectionString = builder.ToString();
         _time = time;
     }
+
+    public string Location { get; }
 
     public Task MigrateAsync(CancellationToken cancellationToken) =>
         InWriteTransactionAsync(async (writer, tx) =>
