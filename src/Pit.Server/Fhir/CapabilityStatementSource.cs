@@ -30,7 +30,7 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
         Status = PublicationStatus.Active,
         Date = _started.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
         Kind = CapabilityStatementKind.Instance,
-        Software = new CapabilityStatement.SoftwareComponent { Name = "PIT server" },
+        Software = new CapabilityStatement.SoftwareComponent { Name = "PIT server", Version = Operability.ServerVersion.Value },
         Implementation = new CapabilityStatement.ImplementationComponent { Description = "PIT-API (Pasientinformasjonstjenesten)", Url = root },
         FhirVersion = FHIRVersion.N4_0_1,
         Format = ["application/fhir+json", "json"],
