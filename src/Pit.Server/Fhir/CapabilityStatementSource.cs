@@ -28,6 +28,8 @@ internal sealed class CapabilityStatementSource(
 
     private CapabilityStatement Build(string root) => new()
     {
+        Name = "PitServer", // cpb-0: a machine-usable name
+        Title = "PIT server",
         Status = PublicationStatus.Active,
         Date = _started.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
         Kind = CapabilityStatementKind.Instance,

@@ -72,6 +72,14 @@ internal sealed class FhirJson
     /// </summary>
     private static string? RepeatedResourceType(ReadOnlySpan<byte> json)
     {
+        // Fast path for the usual body: with one literal "resourceType" and no \u escape (the only way to spell
+        // another), nothing can repeat it, and two vectorised searches replace a pass over every token.
+        var first = json.IndexOf("\"resourceType\""u8);
+        if (json.IndexOf("\\u"u8) < 0 && (first < 0 || json[(first + 1)..].IndexOf("\"resourceType\""u8) < 0))
+        {
+            return null;
+        }
+
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
         var frames = new Frame[MaxDepth + 1];
         var depth = 0;

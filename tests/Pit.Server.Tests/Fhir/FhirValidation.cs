@@ -69,24 +69,31 @@ internal sealed class FhirValidation
         return resource!;
     }
 
-    /// <summary>The issues of severity error or fatal in <paramref name="json"/>, each as "severity code: text @ location".</summary>
-    public IReadOnlyList<string> Errors(string json, string what)
+    /// <summary>
+    /// The issues of severity error or fatal (and warning, when <paramref name="warningsToo"/>) in
+    /// <paramref name="json"/>, each as "severity code: text @ location".
+    /// </summary>
+    public IReadOnlyList<string> Errors(string json, string what, bool warningsToo = false)
     {
         var outcome = _validator.Validate(ParseStrict(json, what));
         return [.. outcome.Issue
-            .Where(i => i.Severity is OperationOutcome.IssueSeverity.Error or OperationOutcome.IssueSeverity.Fatal)
+            .Where(i => i.Severity is OperationOutcome.IssueSeverity.Error or OperationOutcome.IssueSeverity.Fatal
+                || (warningsToo && i.Severity is OperationOutcome.IssueSeverity.Warning))
             .Select(i => $"{i.Severity} {i.Code}: {i.Details?.Text ?? i.Diagnostics} @ {string.Join(", ", i.Expression)}")];
     }
 
-    /// <summary>Asserts that every answer in <paramref name="answers"/> (what it is → its JSON) is valid; prints all errors.</summary>
-    public void AssertValid(IEnumerable<(string What, string Json)> answers)
+    /// <summary>
+    /// Asserts that every answer in <paramref name="answers"/> (what it is → its JSON) is valid; prints all errors.
+    /// With <paramref name="warningsToo"/> a warning (a best-practice invariant, say) fails it as well.
+    /// </summary>
+    public void AssertValid(IEnumerable<(string What, string Json)> answers, bool warningsToo = false)
     {
         var failures = new List<string>();
         var count = 0;
         foreach (var (what, json) in answers)
         {
             count++;
-            var errors = Errors(json, what);
+            var errors = Errors(json, what, warningsToo);
             if (errors.Count > 0)
             {
                 failures.Add($"{what}:{Environment.NewLine}  {string.Join(Environment.NewLine + "  ", errors)}{Environment.NewLine}  {Shortened(json)}");
