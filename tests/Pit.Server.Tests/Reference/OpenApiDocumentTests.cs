@@ -102,6 +102,7 @@ public sealed class OpenApiDocumentTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal("nhn:pit/api.read", Scope(paths["/v1/Patient/{id}"]!["get"]!));
         Assert.Equal("nhn:pit/api.write", Scope(paths["/v1/submissions/{id}"]!["get"]!));
         Assert.Null(paths["/v1/metadata"]!["get"]!["security"]);
+        Assert.Null(paths["/v1/StructureDefinition/{id}"]!["get"]!["security"]);
     }
 
     [Fact]
