@@ -6,7 +6,8 @@ using Pit.Server.Feed;
 namespace Pit.Server.Fhir;
 
 /// <summary>The server's CapabilityStatement: exactly what is implemented, built once per base URL.</summary>
-internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl baseUrl, TimeProvider time, IOptions<FeedOptions> feed)
+internal sealed class CapabilityStatementSource(
+    FhirJson json, PublicBaseUrl baseUrl, TimeProvider time, IOptions<FeedOptions> feed, StructureDefinitionSource definitions)
 {
     private readonly DateTimeOffset _started = time.GetUtcNow();
     private (string Base, byte[] Json)? _cached;
@@ -27,6 +28,8 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
 
     private CapabilityStatement Build(string root) => new()
     {
+        Name = "PitServer", // cpb-0: a machine-usable name
+        Title = "PIT server",
         Status = PublicationStatus.Active,
         Date = _started.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
         Kind = CapabilityStatementKind.Instance,
@@ -78,6 +81,13 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
                             new CapabilityStatement.SearchParamComponent { Name = "_sort", Type = SearchParamType.String, Documentation = "_lastUpdated (default) or -_lastUpdated." },
                             new CapabilityStatement.SearchParamComponent { Name = "cursor", Type = SearchParamType.String, Documentation = "Opaque continuation from a Bundle's next link; not combinable with _lastUpdated." },
                         ],
+                    },
+                    new CapabilityStatement.ResourceComponent
+                    {
+                        Type = "StructureDefinition",
+                        Documentation = "The definitions of the provenance extensions (" + string.Join(", ", definitions.Urls) +
+                            "), read without authentication.",
+                        Interaction = [new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.Read }],
                     },
                 ],
             },

@@ -18,10 +18,12 @@ public sealed class OpenApiDocumentTests(ServerFixture fixture) : IClassFixture<
         AssertStatuses(paths["/v1/Patient/{id}"]!["get"]!, ["200", "404", .. Authenticated]);
         AssertStatuses(paths["/v1/submissions/{id}"]!["get"]!, ["200", "202", "404", "422", .. Authenticated]);
         AssertStatuses(paths["/v1/metadata"]!["get"]!, ["200", "500"]);
+        AssertStatuses(paths["/v1/StructureDefinition/{id}"]!["get"]!, ["200", "404", "500"]);
 
         Assert.Equal("Bundle", BodySchema(paths["/v1/Patient"]!["get"]!, "200"));
         Assert.Equal("Patient", BodySchema(paths["/v1/Patient/{id}"]!["get"]!, "200"));
         Assert.Equal("CapabilityStatement", BodySchema(paths["/v1/metadata"]!["get"]!, "200"));
+        Assert.Equal("StructureDefinition", BodySchema(paths["/v1/StructureDefinition/{id}"]!["get"]!, "200"));
         Assert.Equal("OperationOutcome", BodySchema(paths["/v1/Patient"]!["post"]!, "202"));
         foreach (var operation in Operations(paths))
         {
@@ -100,6 +102,7 @@ public sealed class OpenApiDocumentTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal("nhn:pit/api.read", Scope(paths["/v1/Patient/{id}"]!["get"]!));
         Assert.Equal("nhn:pit/api.write", Scope(paths["/v1/submissions/{id}"]!["get"]!));
         Assert.Null(paths["/v1/metadata"]!["get"]!["security"]);
+        Assert.Null(paths["/v1/StructureDefinition/{id}"]!["get"]!["security"]);
     }
 
     [Fact]
