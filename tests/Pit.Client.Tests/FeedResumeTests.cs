@@ -64,6 +64,7 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(0, readers[0].Repeats);
         Assert.Equal(0, readers[0].LossyResumes);
         Assert.All(readers[1..], r => Assert.True(r.LossyResumes > 0, $"{r.Name}: no resumption lost digits."));
+        Assert.True(readers[1..].Sum(r => r.InsideTheLastUnit) > 0, "No resumption met a new version inside its copy's last unit: the run did not test the rule.");
     }
 
     [Fact]
@@ -97,6 +98,7 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
         }
 
         Assert.All(readers[1..], r => Assert.True(r.LossyResumes > 0, $"{r.Name}: no resumption lost digits."));
+        Assert.True(readers[1..].Sum(r => r.InsideTheLastUnit) > 0, "No resumption met a new version inside its copy's last unit: the run did not test the rule.");
     }
 
     /// <summary>
@@ -119,15 +121,14 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
         }).ToList();
         try
         {
-            await Task.WhenAll(writers.Select(writer => Task.Run(async () =>
-            {
-                var random = new Random(writer.Seed);
-                for (var i = 0; i < SubmissionsPerWriter; i++)
+            // Each client keeps a few submissions in flight, so the processor finds a queue and stamps many versions of one
+            // organisation microseconds apart: the bursts in which a copy that lost digits points inside a run of stamps.
+            await Task.WhenAll(writers.Select(writer => Parallel.ForEachAsync(
+                Enumerable.Range(0, SubmissionsPerWriter), new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = timeout.Token }, async (i, cancel) =>
                 {
-                    var fnr = writer.People[random.Next(writer.People.Length)];
-                    accepted.Add((writer.Client, await writer.Client.SubmitPatientJsonAsync(TestPatients.Json(fnr, family: $"F{writer.Seed}-{i}"), timeout.Token)));
-                }
-            })));
+                    var fnr = writer.People[(i * 7 + writer.Seed) % writer.People.Length];
+                    accepted.Add((writer.Client, await writer.Client.SubmitPatientJsonAsync(TestPatients.Json(fnr, family: $"F{writer.Seed}-{i}"), cancel)));
+                })));
             foreach (var (client, status) in accepted)
             {
                 Assert.Equal(SubmissionState.Completed, (await client.WaitForSubmissionAsync(status, TimeSpan.FromMilliseconds(20), timeout.Token)).State);
@@ -148,7 +149,7 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.True(current.Values.Sum() > current.Count, "The run should have produced updates, not only creations.");
             foreach (var reader in readers)
             {
-                output.WriteLine($"{reader.Name}: {reader.Seen.Count} versions, {reader.Repeats} repeats, {reader.Resumes} resumptions of which {reader.LossyResumes} from a copy with fewer than six digits.");
+                output.WriteLine($"{reader.Name}: {reader.Seen.Count} versions, {reader.Repeats} repeats, {reader.Resumes} resumptions of which {reader.LossyResumes} from a copy with fewer than six digits, {reader.InsideTheLastUnit} finding a new version inside the copy's last unit.");
                 var missed = current.Where(c => !reader.Seen.Contains((c.Key, c.Value))).Select(c => $"{c.Key}/{c.Value}").ToList();
                 Assert.True(missed.Count == 0, $"{reader.Name} missed {missed.Count} current version(s): {string.Join(", ", missed)}.");
                 Assert.All(reader.Seen, s => Assert.True(current.ContainsKey(s.Id), $"{reader.Name} saw {s.Id}, not its organisation's."));
@@ -176,7 +177,7 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
         {
             foreach (var entry in page.Entries)
             {
-                yield return new FeedEntry(entry.Id!, int.Parse(entry.VersionId!, CultureInfo.InvariantCulture), cut(entry.LastUpdated!));
+                yield return new FeedEntry(entry.Id!, int.Parse(entry.VersionId!, CultureInfo.InvariantCulture), Instant(entry.LastUpdated!), cut(entry.LastUpdated!));
             }
         }
     }
@@ -194,8 +195,8 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
         {
             foreach (var patient in page.Entry.Select(e => e.Resource).OfType<Patient>())
             {
-                var kept = cut(patient.Meta!.LastUpdated!.Value);
-                yield return new FeedEntry(patient.Id!, int.Parse(patient.Meta.VersionId!, CultureInfo.InvariantCulture), new FhirDateTime(kept).ToString()!);
+                var stamp = patient.Meta!.LastUpdated!.Value;
+                yield return new FeedEntry(patient.Id!, int.Parse(patient.Meta.VersionId!, CultureInfo.InvariantCulture), stamp, new FhirDateTime(cut(stamp)).ToString()!);
             }
 
             page = await fhir.ContinueAsync(page);
@@ -217,7 +218,8 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
     private static string Text(DateTimeOffset time, int digits, bool round) =>
         Cut(time, digits, round).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss" + (digits == 0 ? "" : "." + new string('f', digits)) + "'Z'", CultureInfo.InvariantCulture);
 
-    private sealed record FeedEntry(string Id, int Version, string Copy);
+    /// <summary>One Patient version as a reader got it: the exact stamp, and the reader's copy of it.</summary>
+    private sealed record FeedEntry(string Id, int Version, DateTimeOffset Stamp, string Copy);
 
     /// <summary>
     /// Reads at most <see cref="RunSize"/> new versions per run, following next links, then keeps its copy of the last
@@ -226,7 +228,7 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
     /// </summary>
     private sealed class ResumingReader(string name, Func<string?, IAsyncEnumerable<FeedEntry>> read)
     {
-        private const int RunSize = 7;
+        private const int RunSize = 3;
 
         public string Name => name;
 
@@ -239,6 +241,12 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
         public int Resumes { get; private set; }
 
         public int LossyResumes { get; private set; }
+
+        /// <summary>
+        /// Resumptions whose first new version lay inside the last unit of the copy: the versions FHIR's own reading
+        /// of gt (from the copy plus one unit) would have skipped.
+        /// </summary>
+        public int InsideTheLastUnit { get; private set; }
 
         /// <summary>Runs until <paramref name="writersDone"/> is set and three runs in a row bring nothing new.</summary>
         public async Task RunAsync(CancellationToken writersDone, CancellationToken timeout)
@@ -255,6 +263,8 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
                 }
 
                 var fresh = 0;
+                var fhirFrom = copy is null ? (DateTimeOffset?)null
+                    : DateTimeOffset.Parse(copy, CultureInfo.InvariantCulture).AddTicks((long)Math.Pow(10, 7 - Math.Min(7, FractionDigits(copy))));
                 await foreach (var entry in read(copy).WithCancellation(timeout))
                 {
                     copy = entry.Copy;
@@ -264,6 +274,7 @@ public abstract class FeedResumeTests(ITestOutputHelper output) : IAsyncLifetime
                         continue;
                     }
 
+                    InsideTheLastUnit += fresh == 0 && entry.Stamp < fhirFrom ? 1 : 0;
                     Order.Add((entry.Id, entry.Version));
                     if (++fresh == RunSize)
                     {
