@@ -76,7 +76,7 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
                                     "FHIR's precision semantics, except for resuming the feed: meta.lastUpdated has microsecond precision, and a gt value " +
                                     "with seconds but fewer than six fractional digits (a client's copy that lost digits) means after the value minus one " +
                                     "unit of its last digit (gt...:53.004Z: after ...:53.003), so a truncated, rounded or zero-stripped copy never skips a " +
-                                    "version and at most repeats that last unit; with six or more digits gt means after exactly that instant.",
+                                    "version and repeats only those stamped after that point; with six or more digits gt means after exactly that instant.",
                             },
                             new CapabilityStatement.SearchParamComponent { Name = "_count", Type = SearchParamType.Number, Documentation = "Page size 1-50, default 20." },
                             new CapabilityStatement.SearchParamComponent { Name = "_sort", Type = SearchParamType.String, Documentation = "_lastUpdated (default) or -_lastUpdated." },

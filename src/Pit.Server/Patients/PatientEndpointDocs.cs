@@ -59,7 +59,7 @@ internal static class PatientEndpointDocs
                 "except for resuming: stamps have six fractional digits, and a gt value with seconds but fewer than six (a copy of " +
                 "meta.lastUpdated that a date library truncated, rounded or stripped of trailing zeros) means after the value minus one " +
                 "unit of its last digit (gt2024-01-01T12:00:53.004Z: after 12:00:53.003; gt2024-01-01T12:00:53Z: after 12:00:52), so " +
-                "resuming with such a copy never skips a version and at most repeats that last unit. With six or more digits gt means " +
+                "resuming with such a copy never skips a version and repeats only those stamped after that point. With six or more digits gt means " +
                 "after exactly that instant. " +
                 "May appear twice, a lower and an upper bound. Not combinable with cursor.",
                 new OpenApiSchema { Type = JsonSchemaType.Array, Items = new OpenApiSchema { Type = JsonSchemaType.String, Pattern = "^(gt|ge|lt|le)\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$" }, MaxItems = 2 }));

@@ -148,7 +148,7 @@ internal sealed partial record PatientSearchQuery
     /// minute precision → ≥ v+p. A gt value with seconds is read as a client's copy of a <c>meta.lastUpdated</c>, which
     /// its date library may have truncated, rounded or stripped of trailing zeros: with fewer than six fractional
     /// digits it means "after v − p" (the true stamp S lies above v − p under truncation, rounding to nearest and
-    /// rounding up, so nothing after S is skipped; at most one unit before v repeats), with six or more "after v"
+    /// rounding up, so nothing after S is skipped; what was stamped after v − p repeats), with six or more "after v"
     /// (FHIR's own meaning at the stamp precision). Computed in nanoseconds, then turned into the stored microseconds.
     /// </summary>
     private static (bool IsLower, long Micros)? ParseLastUpdated(string? value, List<SearchParameterError> errors)
