@@ -81,6 +81,12 @@ public sealed class FirelyFhirClientTests : IAsyncLifetime
 
         Assert.Equal(submitted, seen.Select(p => p.Id));
         Assert.All(seen.Zip(seen.Skip(1)), pair => Assert.True(pair.First.Meta!.LastUpdated < pair.Second.Meta!.LastUpdated));
+
+        // A poll with nothing new: an empty searchset, and no next page.
+        var none = await fhir.SearchAsync<Patient>(new SearchParams().Add("_lastUpdated", "gt2999-01-01T00:00Z"));
+        Assert.NotNull(none);
+        Assert.Empty(none.Entry);
+        Assert.Null(await fhir.ContinueAsync(none));
     }
 
     private FhirClient Firely(FhirClientSettings settings) => new(new Uri(_server.BaseAddress, "v1/"), settings, _dpop);
