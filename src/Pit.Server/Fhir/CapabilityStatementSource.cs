@@ -75,7 +75,11 @@ internal sealed class CapabilityStatementSource(
                             new CapabilityStatement.SearchParamComponent
                             {
                                 Name = "_lastUpdated", Type = SearchParamType.Date,
-                                Documentation = "Prefix gt, ge, lt or le required; at least minute precision with a time zone; may appear twice to form a range.",
+                                Documentation = "Prefix gt, ge, lt or le required; at least minute precision with a time zone; may appear twice to form a range. " +
+                                    "FHIR's precision semantics, except for resuming the feed: meta.lastUpdated has microsecond precision, and a gt value " +
+                                    "with seconds but fewer than six fractional digits (a client's copy that lost digits) means after the value minus one " +
+                                    "unit of its last digit (gt...:53.004Z: after ...:53.003), so a truncated, rounded or zero-stripped copy never skips a " +
+                                    "version and repeats only those stamped after that point; with six or more digits gt means after exactly that instant.",
                             },
                             new CapabilityStatement.SearchParamComponent { Name = "_count", Type = SearchParamType.Number, Documentation = "Page size 1-50, default 20." },
                             new CapabilityStatement.SearchParamComponent { Name = "_sort", Type = SearchParamType.String, Documentation = "_lastUpdated (default) or -_lastUpdated." },
