@@ -120,6 +120,11 @@ internal sealed class PitCli
             _context.Error.MarkupLineInterpolated($"[red]Could not reach the server:[/] {e.Message} Is it running, and is the base URL (--base-url, PIT_BASE_URL) right?");
             return ExitCodes.Unavailable;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _context.Error.MarkupLineInterpolated($"[red]{e.Message}[/] Check the path and its permissions.");
+            return ExitCodes.Usage;
+        }
         catch (OperationCanceledException)
         {
             _context.Error.MarkupLine("[yellow]Cancelled.[/]");

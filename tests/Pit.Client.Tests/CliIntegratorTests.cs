@@ -137,6 +137,22 @@ public sealed partial class CliIntegratorTests : IDisposable
     }
 
     [Fact]
+    public async Task The_newcomer_recipe_syncs_into_the_git_ignored_data_folder_which_need_not_exist_yet()
+    {
+        var root = RealPit.RepositoryRoot();
+        var recipe = (await File.ReadAllLinesAsync(Path.Combine(root, "README.md"))).Single(l => l.Contains("--dev sync --out", StringComparison.Ordinal));
+        Assert.Contains("--out data/patients.ndjson", recipe, StringComparison.Ordinal);
+        Assert.Contains("data/", await File.ReadAllLinesAsync(Path.Combine(root, ".gitignore")));
+        await using var server = await TestServer.StartAsync();
+        await Pit(server, "submit", RealPit.CopyExamples(_folder.FullName), "--wait");
+
+        var run = await Pit(server, "sync", "--out", "data/patients.ndjson");
+
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal(6, Lines(Path.Combine(_folder.FullName, "data", "patients.ndjson")));
+    }
+
+    [Fact]
     public async Task A_value_that_does_not_parse_is_explained_without_dotnet_type_names()
     {
         var run = await CliRun.RunAsync(_folder.FullName, ["search", "--count", "abc"]);

@@ -55,6 +55,9 @@ internal static class SyncCommand
     internal static async Task<int> RunAsync(
         CliContext context, PitClient client, string outPath, string statePath, string? since, int count, CancellationToken cancellationToken, TimeSpan? follow = null)
     {
+        // --out data/patients.ndjson works in a fresh checkout (data/ is git-ignored and may not exist yet).
+        Directory.CreateDirectory(Path.GetDirectoryName(outPath)!);
+        Directory.CreateDirectory(Path.GetDirectoryName(statePath)!);
         FileStream lockFile;
         try
         {
