@@ -34,6 +34,18 @@ internal static class ErrorReport
         if (e.AuthenticateChallenge is not null)
         {
             console.MarkupLineInterpolated($"  [grey]WWW-Authenticate: {e.AuthenticateChallenge}[/]");
+            if (Hint(e.AuthenticateChallenge) is { } advice)
+            {
+                console.MarkupLineInterpolated($"  [yellow]{advice}[/]");
+            }
         }
     }
+
+    /// <summary>What to do about a 401 whose cause the user may not guess from the challenge alone; null when none.</summary>
+    public static string? Hint(string challenge) =>
+        challenge.Contains("signature is invalid", StringComparison.OrdinalIgnoreCase)
+            ? "The token was not signed by a key the server knows. The development HelseID stand-in makes a new signing key every time the " +
+              "server starts, so tokens from before a restart are refused: get a new token (pit gets one on every run; with " +
+              "dev/helseid-standin/dpop-curl.sh run its token command again)."
+            : null;
 }

@@ -41,6 +41,8 @@ internal sealed class PitCli
         root.Subcommands.Add(ReadCommands.BuildGet(this));
         root.Subcommands.Add(ReadCommands.BuildSearch(this));
         root.Subcommands.Add(TokenCommand.Build(this));
+        root.Subcommands.Add(StatusCommand.Build(this));
+        root.Subcommands.Add(FnrCommand.Build(this));
         return root;
     }
 
@@ -52,7 +54,7 @@ internal sealed class PitCli
         {
             foreach (var error in parse.Errors)
             {
-                _context.Error.MarkupLineInterpolated($"[red]{error.Message}[/]");
+                _context.Error.MarkupLineInterpolated($"[red]{UsageMessage(error)}[/]");
             }
 
             _context.Error.MarkupLine("Run [bold]pit --help[/] for usage.");
@@ -70,6 +72,27 @@ internal sealed class PitCli
         return await parse.InvokeAsync(configuration, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The parser's message, except where it would name a .NET type: a value that does not parse is explained by the
+    /// kind of value the option needs.
+    /// </summary>
+    private static string UsageMessage(System.CommandLine.Parsing.ParseError error)
+    {
+        if (error.SymbolResult is System.CommandLine.Parsing.OptionResult { Option: var option } result
+            && error.Message.Contains("expected type", StringComparison.Ordinal))
+        {
+            var type = Nullable.GetUnderlyingType(option.ValueType) ?? option.ValueType;
+            var needs = type == typeof(int) || type == typeof(long) ? "a whole number, e.g. 20"
+                : type == typeof(TimeSpan) ? "a duration as hh:mm:ss, e.g. 00:05:00"
+                : type == typeof(DateTimeOffset) ? "a time, e.g. 2026-01-01T12:00Z"
+                : "another value";
+            var given = string.Join(' ', result.Tokens.Select(t => t.Value));
+            return $"{option.Name} needs {needs}, not '{given}'.";
+        }
+
+        return error.Message;
+    }
+
     /// <summary>Runs a command body, turning the failures a user can act on into a message and an exit code.</summary>
     public async Task<int> GuardAsync(Func<Task<int>> body)
     {
@@ -85,7 +108,7 @@ internal sealed class PitCli
         catch (HelseIdTokenException e)
         {
             _context.Error.MarkupLineInterpolated($"[red]Could not get an access token:[/] {e.Message}");
-            return ExitCodes.Unauthorized;
+            return ExitCodes.For(e);
         }
         catch (PitApiException e)
         {
@@ -94,8 +117,13 @@ internal sealed class PitCli
         }
         catch (HttpRequestException e)
         {
-            _context.Error.MarkupLineInterpolated($"[red]Could not reach the server:[/] {e.Message}");
+            _context.Error.MarkupLineInterpolated($"[red]Could not reach the server:[/] {e.Message} Is it running, and is the base URL (--base-url, PIT_BASE_URL) right?");
             return ExitCodes.Unavailable;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _context.Error.MarkupLineInterpolated($"[red]{e.Message}[/] Check the path and its permissions.");
+            return ExitCodes.Usage;
         }
         catch (OperationCanceledException)
         {

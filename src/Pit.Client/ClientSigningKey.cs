@@ -56,6 +56,14 @@ public sealed class ClientSigningKey
     public static ClientSigningKey FromJwk(string json)
     {
         ArgumentException.ThrowIfNullOrEmpty(json);
+        if (json.TrimStart().StartsWith("-----BEGIN", StringComparison.Ordinal))
+        {
+            throw new ArgumentException(
+                "This is a PEM key, but a JSON Web Key (JWK) is expected: give the key as a private JWK in JSON, the form HelseID's " +
+                "self-service hands out (for the development client: dev/helseid-standin/dev-client.jwk.json, not the .pem beside it).",
+                nameof(json));
+        }
+
         JsonObject jwk;
         try
         {

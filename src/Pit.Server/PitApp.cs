@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
 using Pit.Server.Feed;
 using Pit.Server.Fhir;
@@ -29,6 +30,7 @@ internal static class PitApp
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        ValidateSettings(app.Services);
         app.UsePitOperability();
         app.UsePitFhirErrors();
         app.UsePitForwardedHeaders();
@@ -39,5 +41,40 @@ internal static class PitApp
         app.MapPitPatients();
         app.MapPitReference();
         return app;
+    }
+
+    /// <summary>
+    /// The store alone, for the commands beside the server (<c>migrate</c>, <c>audit-export</c>): the same
+    /// configuration sources as the server, but only <c>Pit:Storage</c>, <c>Pit:Secrets</c> and <c>Pit:Audit</c> are
+    /// registered, so only they are needed and checked. Nothing is started.
+    /// </summary>
+    public static WebApplication CreateStoreTool(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        builder.Services.AddPitStorage(builder.Configuration, builder.Environment);
+        configure?.Invoke(builder);
+        var app = builder.Build();
+        ValidateSettings(app.Services);
+        return app;
+    }
+
+    /// <summary>
+    /// Runs every start-up validation (<c>ValidateOnStart</c>) now, before anything reads an option or the host
+    /// starts: a bad setting then fails with its <see cref="OptionsValidationException"/>
+    /// alone, which the command line turns into one line naming the key, rather than with a host log and a stack trace.
+    /// </summary>
+    private static void ValidateSettings(IServiceProvider services)
+    {
+        try
+        {
+            services.GetService<IStartupValidator>()?.Validate();
+        }
+        catch (AggregateException ex) when (ex.InnerExceptions.All(e => e is OptionsValidationException))
+        {
+            // Several option types at fault (or one seen through several): one exception with each message once.
+            var first = (OptionsValidationException)ex.InnerExceptions[0];
+            throw new OptionsValidationException(first.OptionsName, first.OptionsType,
+                ex.InnerExceptions.SelectMany(e => ((OptionsValidationException)e).Failures).Distinct());
+        }
     }
 }

@@ -15,7 +15,8 @@ internal static class SubmitCommand
         var parallel = new Option<int>("--parallel") { Description = "Requests in flight at once.", DefaultValueFactory = _ => 8 };
         var wait = new Option<bool>("--wait") { Description = "After submitting, wait until every accepted submission is processed." };
         var waitTimeout = new Option<TimeSpan>("--wait-timeout") { Description = "Give up waiting after this long (hh:mm:ss).", DefaultValueFactory = _ => TimeSpan.FromMinutes(5) };
-        var command = new Command("submit", "Submit Patients (POST /v1/Patient).") { paths, parallel, wait, waitTimeout };
+        var json = new Option<bool>("--json") { Description = "Print one JSON line per Patient (file, submission id, status URL, status) on stdout; the summary goes to stderr." };
+        var command = new Command("submit", "Submit Patients (POST /v1/Patient); prints each submission's id and status URL.") { paths, parallel, wait, waitTimeout, json };
         command.SetAction((parse, ct) => cli.GuardAsync(async () =>
         {
             var degree = parse.GetValue(parallel);
@@ -33,7 +34,7 @@ internal static class SubmitCommand
             using var client = await cli.CreateClientAsync(parse, ct).ConfigureAwait(false);
             // Fail fast and once on bad credentials, rather than once per file.
             await client.Tokens!.GetAccessTokenAsync(false, ct).ConfigureAwait(false);
-            var run = new SubmitRun(cli.Context, client, inputs, degree);
+            var run = new SubmitRun(cli.Context, client, inputs, degree, parse.GetValue(json));
             await run.SubmitAllAsync(ct).ConfigureAwait(false);
             if (parse.GetValue(wait))
             {
@@ -47,10 +48,13 @@ internal static class SubmitCommand
         return command;
     }
 
-    private sealed class SubmitRun(CliContext context, PitClient client, List<SubmissionInput> inputs, int degree)
+    /// <summary>A Patient that was not accepted: refused by the server, or not sent because it cannot be one.</summary>
+    private sealed record Refusal(SubmissionInput Input, int ExitCode, string Headline, IReadOnlyList<string> Lines, string? Challenge);
+
+    private sealed class SubmitRun(CliContext context, PitClient client, List<SubmissionInput> inputs, int degree, bool json)
     {
         private readonly ConcurrentDictionary<SubmissionInput, Uri> _accepted = new();
-        private readonly ConcurrentBag<(SubmissionInput Input, PitApiException Error)> _refused = [];
+        private readonly ConcurrentBag<Refusal> _refused = [];
         private readonly ConcurrentBag<(SubmissionInput Input, SubmissionStatus Status)> _processed = [];
         private readonly Stopwatch _clock = new();
         private int _done;
@@ -67,12 +71,21 @@ internal static class SubmitCommand
                 {
                     try
                     {
-                        _accepted[input] = await client.SubmitPatientJsonAsync(input.Json, ct).ConfigureAwait(false);
-                        Interlocked.Increment(ref _done);
+                        if (NotAPatient(input.Json) is { } problem)
+                        {
+                            _refused.Add(new Refusal(input, ExitCodes.BadRequest, "not sent", [problem], null));
+                            Interlocked.Increment(ref _failed);
+                        }
+                        else
+                        {
+                            _accepted[input] = await client.SubmitPatientJsonAsync(input.Json, ct).ConfigureAwait(false);
+                            Interlocked.Increment(ref _done);
+                        }
                     }
                     catch (PitApiException e)
                     {
-                        _refused.Add((input, e));
+                        _refused.Add(new Refusal(
+                            input, ExitCodes.For(e.StatusCode), $"refused with {(int)e.StatusCode} {e.StatusCode}", [.. e.IssueLines.DefaultIfEmpty(e.Message)], e.AuthenticateChallenge));
                         Interlocked.Increment(ref _failed);
                     }
 
@@ -106,7 +119,7 @@ internal static class SubmitCommand
         /// </summary>
         private async Task WithProgressAsync(string phase, int total, Func<Action, Task> work)
         {
-            if (!context.Out.Profile.Capabilities.Interactive)
+            if (json || !context.Out.Profile.Capabilities.Interactive)
             {
                 await work(() => { }).ConfigureAwait(false);
                 return;
@@ -128,7 +141,10 @@ internal static class SubmitCommand
 
         public int Report()
         {
+            var processed = _processed.ToDictionary(p => p.Input, p => p.Status);
             var processingFailed = _processed.Where(p => p.Status.State == SubmissionState.Failed).ToList();
+            WriteSubmissions(processed);
+
             var table = new Table().Title("Summary").AddColumns("", "count");
             table.AddRow("Patients read", inputs.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
             table.AddRow("[green]accepted (202)[/]", _accepted.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -141,19 +157,24 @@ internal static class SubmitCommand
             }
 
             table.AddRow("rate", $"{inputs.Count / Math.Max(_submitTime.TotalSeconds, 0.001):F1}/s over {_submitTime.TotalSeconds:F1} s");
-            context.Out.Write(table);
+            // With --json stdout carries only the JSON lines.
+            (json ? context.Error : context.Out).Write(table);
 
-            foreach (var (input, error) in _refused.OrderBy(r => r.Input.Label, StringComparer.Ordinal))
+            foreach (var refusal in _refused.OrderBy(r => r.Input.Label, StringComparer.Ordinal))
             {
-                context.Error.MarkupLineInterpolated($"[red]{input.Label}[/]: refused with {(int)error.StatusCode} {error.StatusCode}");
-                foreach (var line in error.IssueLines.DefaultIfEmpty(error.Message))
+                context.Error.MarkupLineInterpolated($"[red]{refusal.Input.Label}[/]: {refusal.Headline}");
+                foreach (var line in refusal.Lines)
                 {
                     context.Error.MarkupLineInterpolated($"  {line}");
                 }
 
-                if (error.AuthenticateChallenge is not null)
+                if (refusal.Challenge is not null)
                 {
-                    context.Error.MarkupLineInterpolated($"  [grey]WWW-Authenticate: {error.AuthenticateChallenge}[/]");
+                    context.Error.MarkupLineInterpolated($"  [grey]WWW-Authenticate: {refusal.Challenge}[/]");
+                    if (ErrorReport.Hint(refusal.Challenge) is { } hint)
+                    {
+                        context.Error.MarkupLineInterpolated($"  [yellow]{hint}[/]");
+                    }
                 }
             }
 
@@ -171,17 +192,69 @@ internal static class SubmitCommand
                 context.Error.MarkupLine("[yellow]Stopped waiting before every submission was processed (--wait-timeout).[/]");
             }
 
-            if (_refused.Any(r => (int)r.Error.StatusCode is 401 or 403))
-            {
-                return ExitCodes.For(_refused.First(r => (int)r.Error.StatusCode is 401 or 403).Error.StatusCode);
-            }
+            return ExitCodes.ForSubmissions(
+                _accepted.Count, [.. _refused.Select(r => r.ExitCode)], processingFailed.Count > 0 || _waitTimedOut);
+        }
 
-            if (!_refused.IsEmpty)
+        /// <summary>
+        /// Each Patient's submission id and status URL (with its status once waited for), in input order: one line of
+        /// text each, or with --json one JSON object each, refusals included.
+        /// </summary>
+        private void WriteSubmissions(Dictionary<SubmissionInput, SubmissionStatus> processed)
+        {
+            var refused = _refused.ToDictionary(r => r.Input);
+            foreach (var input in inputs)
             {
-                return _refused.All(r => ExitCodes.For(r.Error.StatusCode) == ExitCodes.BadRequest) ? ExitCodes.BadRequest : ExitCodes.Failed;
+                if (_accepted.TryGetValue(input, out var url))
+                {
+                    var status = processed.GetValueOrDefault(input);
+                    if (json)
+                    {
+                        context.WriteData(StatusCommand.Json(input.Label, status ?? new SubmissionStatus(url, SubmissionState.Pending, null, null)));
+                    }
+                    else
+                    {
+                        context.Out.MarkupLineInterpolated($"{input.Label}  {StatusCommand.SubmissionId(url)}  {(status is null ? "queued" : StatusCommand.Describe(status))}  {url}");
+                    }
+                }
+                else if (json && refused.TryGetValue(input, out var refusal))
+                {
+                    context.WriteData(new System.Text.Json.Nodes.JsonObject
+                    {
+                        ["file"] = input.Label,
+                        ["status"] = "refused",
+                        ["reason"] = refusal.Headline,
+                        ["issues"] = new System.Text.Json.Nodes.JsonArray([.. refusal.Lines.Select(l => System.Text.Json.Nodes.JsonValue.Create(l))]),
+                    }.ToJsonString(StatusCommand.JsonOptions));
+                }
             }
+        }
 
-            return processingFailed.Count > 0 || _waitTimedOut ? ExitCodes.Failed : ExitCodes.Ok;
+        /// <summary>
+        /// Why this JSON cannot be a Patient, said so the user can fix the file, or null to let the server judge it.
+        /// Invalid JSON is left to the server, whose answer names the problem.
+        /// </summary>
+        private static string? NotAPatient(string text)
+        {
+            try
+            {
+                using var document = System.Text.Json.JsonDocument.Parse(text);
+                if (document.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object)
+                {
+                    return "This is not a JSON object: a Patient file holds one FHIR Patient, { \"resourceType\": \"Patient\", ... }.";
+                }
+
+                if (!document.RootElement.TryGetProperty("resourceType", out var type) || type.ValueKind != System.Text.Json.JsonValueKind.String)
+                {
+                    return "It has no \"resourceType\": add \"resourceType\": \"Patient\" at the top level of the JSON.";
+                }
+
+                return type.GetString() == "Patient" ? null : $"It is a {type.GetString()}, not a Patient: pit submit sends Patients only (\"resourceType\": \"Patient\").";
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                return null;
+            }
         }
 
         private static IEnumerable<string> PitIssueLines(SubmissionStatus status)

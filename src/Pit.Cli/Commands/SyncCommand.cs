@@ -55,6 +55,9 @@ internal static class SyncCommand
     internal static async Task<int> RunAsync(
         CliContext context, PitClient client, string outPath, string statePath, string? since, int count, CancellationToken cancellationToken, TimeSpan? follow = null)
     {
+        // --out data/patients.ndjson works in a fresh checkout (data/ is git-ignored and may not exist yet).
+        Directory.CreateDirectory(Path.GetDirectoryName(outPath)!);
+        Directory.CreateDirectory(Path.GetDirectoryName(statePath)!);
         FileStream lockFile;
         try
         {
@@ -68,113 +71,129 @@ internal static class SyncCommand
         using (lockFile)
         {
             var state = SyncState.Load(statePath);
-            await using var outFile = new FileStream(outPath, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
-            if (state is null)
-            {
-                if (outFile.Length > 0)
-                {
-                    throw new CliException($"{outPath} already has data but there is no state file {statePath}: pass the right --state, or sync into a new file.", ExitCodes.Usage);
-                }
-
-                state = new SyncState { BaseUrl = client.BaseAddress.AbsoluteUri };
-            }
-            else
-            {
-                if (!string.Equals(state.BaseUrl, client.BaseAddress.AbsoluteUri, StringComparison.OrdinalIgnoreCase))
-                {
-                    throw new CliException($"{statePath} tracks {state.BaseUrl}, not {client.BaseAddress}: use another --out/--state per server.", ExitCodes.Usage);
-                }
-
-                if (outFile.Length < state.OutputLength)
-                {
-                    throw new CliException($"{outPath} is shorter than {statePath} records ({outFile.Length} < {state.OutputLength} bytes): it was truncated or replaced.", ExitCodes.Usage);
-                }
-
-                // A run that stopped after writing a page but before saving its state: drop that page, it comes again.
-                outFile.SetLength(state.OutputLength);
-                if (since is not null)
-                {
-                    context.Error.MarkupLineInterpolated($"[yellow]--since is ignored: resuming after {state.LastUpdated ?? "the beginning"} from {statePath}.[/]");
-                }
-            }
-
-            outFile.Seek(0, SeekOrigin.End);
-            var search = new PatientSearch { Count = count, Sort = PatientSort.LastUpdatedAscending };
-            if (state.LastUpdated is not null)
-            {
-                search.LastUpdated.Add("gt" + state.LastUpdated);
-            }
-            else if (since is not null)
-            {
-                search.LastUpdated.Add("ge" + since);
-            }
-
-            long added = 0;
-            var pages = 0;
-            async Task PullAsync(Action<string> report)
-            {
-                var pagesOfFeed = follow is { } wait ? client.FollowPagesAsync(search, wait, cancellationToken) : client.SearchPagesAsync(search, cancellationToken);
-                await foreach (var page in pagesOfFeed.ConfigureAwait(false))
-                {
-                    pages++;
-                    if (page.Entries.Count > 0)
-                    {
-                        var text = new StringBuilder();
-                        foreach (var entry in page.Entries)
-                        {
-                            text.Append(OneLine(entry.Json)).Append('\n');
-                        }
-
-                        await outFile.WriteAsync(Encoding.UTF8.GetBytes(text.ToString()), cancellationToken).ConfigureAwait(false);
-                        outFile.Flush(flushToDisk: true);
-                        added += page.Entries.Count;
-                        state = state with
-                        {
-                            LastUpdated = page.LastUpdated ?? state.LastUpdated,
-                            OutputLength = outFile.Position,
-                            Written = state.Written + page.Entries.Count,
-                            SavedAt = DateTimeOffset.UtcNow,
-                        };
-                        state.Save(statePath);
-                    }
-
-                    report($"{pages} page(s), {added} new version(s), at {state.LastUpdated ?? "the beginning"}");
-                }
-            }
-
+            var created = !File.Exists(outPath);
+            var outFile = new FileStream(outPath, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
+            var succeeded = false;
             try
             {
-                if (context.Out.Profile.Capabilities.Interactive)
+                if (state is null)
                 {
-                    await context.Out.Status().StartAsync(follow is null ? "Syncing…" : "Following…", status => PullAsync(line => status.Status("Syncing… " + line))).ConfigureAwait(false);
+                    if (outFile.Length > 0)
+                    {
+                        throw new CliException($"{outPath} already has data but there is no state file {statePath}: pass the right --state, or sync into a new file.", ExitCodes.Usage);
+                    }
+
+                    state = new SyncState { BaseUrl = client.BaseAddress.AbsoluteUri };
                 }
                 else
                 {
-                    // Logs (cron): a line every 100 pages, so a long first sync shows it is moving; when following, a line per page with news.
-                    var reported = 0L;
-                    await PullAsync(line =>
+                    if (!string.Equals(state.BaseUrl, client.BaseAddress.AbsoluteUri, StringComparison.OrdinalIgnoreCase))
                     {
-                        if (pages % 100 == 0 || (follow is not null && added != reported))
+                        throw new CliException($"{statePath} tracks {state.BaseUrl}, not {client.BaseAddress}: use another --out/--state per server.", ExitCodes.Usage);
+                    }
+
+                    if (outFile.Length < state.OutputLength)
+                    {
+                        throw new CliException($"{outPath} is shorter than {statePath} records ({outFile.Length} < {state.OutputLength} bytes): it was truncated or replaced.", ExitCodes.Usage);
+                    }
+
+                    // A run that stopped after writing a page but before saving its state: drop that page, it comes again.
+                    outFile.SetLength(state.OutputLength);
+                    if (since is not null)
+                    {
+                        context.Error.MarkupLineInterpolated($"[yellow]--since is ignored: resuming after {state.LastUpdated ?? "the beginning"} from {statePath}.[/]");
+                    }
+                }
+
+                outFile.Seek(0, SeekOrigin.End);
+                var search = new PatientSearch { Count = count, Sort = PatientSort.LastUpdatedAscending };
+                if (state.LastUpdated is not null)
+                {
+                    search.LastUpdated.Add("gt" + state.LastUpdated);
+                }
+                else if (since is not null)
+                {
+                    search.LastUpdated.Add("ge" + since);
+                }
+
+                long added = 0;
+                var pages = 0;
+                async Task PullAsync(Action<string> report)
+                {
+                    var pagesOfFeed = follow is { } wait ? client.FollowPagesAsync(search, wait, cancellationToken) : client.SearchPagesAsync(search, cancellationToken);
+                    await foreach (var page in pagesOfFeed.ConfigureAwait(false))
+                    {
+                        pages++;
+                        if (page.Entries.Count > 0)
                         {
-                            reported = added;
-                            context.Out.WriteLine("Syncing… " + line);
+                            var text = new StringBuilder();
+                            foreach (var entry in page.Entries)
+                            {
+                                text.Append(OneLine(entry.Json)).Append('\n');
+                            }
+
+                            await outFile.WriteAsync(Encoding.UTF8.GetBytes(text.ToString()), cancellationToken).ConfigureAwait(false);
+                            outFile.Flush(flushToDisk: true);
+                            added += page.Entries.Count;
+                            state = state with
+                            {
+                                LastUpdated = page.LastUpdated ?? state.LastUpdated,
+                                OutputLength = outFile.Position,
+                                Written = state.Written + page.Entries.Count,
+                                SavedAt = DateTimeOffset.UtcNow,
+                            };
+                            state.Save(statePath);
                         }
-                    }).ConfigureAwait(false);
+
+                        report($"{pages} page(s), {added} new version(s), at {state.LastUpdated ?? "the beginning"}");
+                    }
+                }
+
+                try
+                {
+                    if (context.Out.Profile.Capabilities.Interactive)
+                    {
+                        await context.Out.Status().StartAsync(follow is null ? "Syncing…" : "Following…", status => PullAsync(line => status.Status("Syncing… " + line))).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // Logs (cron): a line every 100 pages, so a long first sync shows it is moving; when following, a line per page with news.
+                        var reported = 0L;
+                        await PullAsync(line =>
+                        {
+                            if (pages % 100 == 0 || (follow is not null && added != reported))
+                            {
+                                reported = added;
+                                context.Out.WriteLine("Syncing… " + line);
+                            }
+                        }).ConfigureAwait(false);
+                    }
+                }
+                catch (OperationCanceledException) when (follow is not null && cancellationToken.IsCancellationRequested)
+                {
+                    // Stopping is how a follow ends; every page written so far is recorded in the state file.
+                    context.Out.MarkupLine("Stopped following.");
+                }
+
+                if (state.SavedAt is null)
+                {
+                    state.Save(statePath); // record the server even when the feed was empty
+                }
+
+                context.Out.MarkupLineInterpolated($"Appended {added} Patient version(s) to {outPath} ({state.Written} in total); next run continues after {state.LastUpdated ?? "the beginning"}.");
+                succeeded = true;
+                return ExitCodes.Ok;
+            }
+            finally
+            {
+                var empty = outFile.Length == 0;
+                await outFile.DisposeAsync().ConfigureAwait(false);
+                // A run that failed before writing anything leaves no empty file behind to puzzle the next reader.
+                if (!succeeded && created && empty)
+                {
+                    File.Delete(outPath);
                 }
             }
-            catch (OperationCanceledException) when (follow is not null && cancellationToken.IsCancellationRequested)
-            {
-                // Stopping is how a follow ends; every page written so far is recorded in the state file.
-                context.Out.MarkupLine("Stopped following.");
-            }
-
-            if (state.SavedAt is null)
-            {
-                state.Save(statePath); // record the server even when the feed was empty
-            }
-
-            context.Out.MarkupLineInterpolated($"Appended {added} Patient version(s) to {outPath} ({state.Written} in total); next run continues after {state.LastUpdated ?? "the beginning"}.");
-            return ExitCodes.Ok;
         }
     }
 

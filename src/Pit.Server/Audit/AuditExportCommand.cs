@@ -28,8 +28,16 @@ internal static class AuditExportCommand
         }
 
         // Logs would go to standard output, which may be carrying the export.
-        await using var app = PitApp.Create(rest, b => b.Logging.ClearProviders());
+        // Only the store is built: the export needs no Pit:Auth or other server settings.
+        await using var app = PitApp.CreateStoreTool(rest, b => b.Logging.ClearProviders());
         var store = app.Services.GetRequiredService<IAuditExportStore>();
+        var migrator = app.Services.GetRequiredService<IStoreMigrator>();
+        if ((await migrator.GetSchemaVersionAsync(cancellationToken)).Current == 0)
+        {
+            // Most likely a mistyped or relative path that resolved elsewhere: say where we looked.
+            throw new StoreSchemaException($"The store holds no PIT schema, so no audit log: {migrator.Location}. Check Pit:Storage.");
+        }
+
         await using var file = request.Out is null ? null : File.Create(request.Out);
         var target = file ?? output;
         long count = 0;

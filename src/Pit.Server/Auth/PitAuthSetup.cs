@@ -127,10 +127,10 @@ internal static class PitAuthSetup
             || (!environment.IsProduction() && standIn.AllowedEnvironments.Any(e => environment.IsEnvironment(e)));
         if (!allowed)
         {
-            throw new InvalidOperationException(
+            throw new OptionsValidationException(StandInSection, typeof(StandInOptions), [
                 $"Pit:Auth:StandIn:Enabled is true but the environment is {environment.EnvironmentName}. The local HelseID stand-in issues " +
                 "tokens to anyone holding a development key, so it starts only in Development or in an environment named in " +
-                "Pit:Auth:StandIn:AllowedEnvironments (never Production): remove Pit:Auth:StandIn:Enabled, or name this environment there.");
+                "Pit:Auth:StandIn:AllowedEnvironments (never Production): remove Pit:Auth:StandIn:Enabled, or name this environment there."]);
         }
     }
 }

@@ -6,7 +6,8 @@ using Pit.Server.Feed;
 namespace Pit.Server.Fhir;
 
 /// <summary>The server's CapabilityStatement: exactly what is implemented, built once per base URL.</summary>
-internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl baseUrl, TimeProvider time, IOptions<FeedOptions> feed)
+internal sealed class CapabilityStatementSource(
+    FhirJson json, PublicBaseUrl baseUrl, TimeProvider time, IOptions<FeedOptions> feed, StructureDefinitionSource definitions)
 {
     private readonly DateTimeOffset _started = time.GetUtcNow();
     private (string Base, byte[] Json)? _cached;
@@ -27,10 +28,12 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
 
     private CapabilityStatement Build(string root) => new()
     {
+        Name = "PitServer", // cpb-0: a machine-usable name
+        Title = "PIT server",
         Status = PublicationStatus.Active,
         Date = _started.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
         Kind = CapabilityStatementKind.Instance,
-        Software = new CapabilityStatement.SoftwareComponent { Name = "PIT server" },
+        Software = new CapabilityStatement.SoftwareComponent { Name = "PIT server", Version = Operability.ServerVersion.Value },
         Implementation = new CapabilityStatement.ImplementationComponent { Description = "PIT-API (Pasientinformasjonstjenesten)", Url = root },
         FhirVersion = FHIRVersion.N4_0_1,
         Format = ["application/fhir+json", "json"],
@@ -72,12 +75,23 @@ internal sealed class CapabilityStatementSource(FhirJson json, PublicBaseUrl bas
                             new CapabilityStatement.SearchParamComponent
                             {
                                 Name = "_lastUpdated", Type = SearchParamType.Date,
-                                Documentation = "Prefix gt, ge, lt or le required; at least minute precision with a time zone; may appear twice to form a range.",
+                                Documentation = "Prefix gt, ge, lt or le required; at least minute precision with a time zone; may appear twice to form a range. " +
+                                    "FHIR's precision semantics, except for resuming the feed: meta.lastUpdated has microsecond precision, and a gt value " +
+                                    "with seconds but fewer than six fractional digits (a client's copy that lost digits) means after the value minus one " +
+                                    "unit of its last digit (gt...:53.004Z: after ...:53.003), so a truncated, rounded or zero-stripped copy never skips a " +
+                                    "version and repeats only those stamped after that point; with six or more digits gt means after exactly that instant.",
                             },
                             new CapabilityStatement.SearchParamComponent { Name = "_count", Type = SearchParamType.Number, Documentation = "Page size 1-50, default 20." },
                             new CapabilityStatement.SearchParamComponent { Name = "_sort", Type = SearchParamType.String, Documentation = "_lastUpdated (default) or -_lastUpdated." },
                             new CapabilityStatement.SearchParamComponent { Name = "cursor", Type = SearchParamType.String, Documentation = "Opaque continuation from a Bundle's next link; not combinable with _lastUpdated." },
                         ],
+                    },
+                    new CapabilityStatement.ResourceComponent
+                    {
+                        Type = "StructureDefinition",
+                        Documentation = "The definitions of the provenance extensions (" + string.Join(", ", definitions.Urls) +
+                            "), read without authentication.",
+                        Interaction = [new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.Read }],
                     },
                 ],
             },

@@ -9,6 +9,8 @@ namespace Pit.Server.Fhir;
 /// <summary>Strict FHIR R4 JSON parsing and compact serialisation with Firely's SDK (thread-safe, one instance).</summary>
 internal sealed class FhirJson
 {
+    private const int MaxDepth = 64;
+
     private readonly FhirJsonDeserializer _deserializer =
         new(new DeserializerSettings().UsingMode(DeserializationMode.Strict));
 
@@ -18,7 +20,7 @@ internal sealed class FhirJson
     public T? TryParseResource<T>(ReadOnlySpan<byte> json, List<ParseProblem> problems)
         where T : Resource
     {
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
         Resource? resource;
         IEnumerable<CodedException>? errors;
         try
@@ -29,7 +31,14 @@ internal sealed class FhirJson
                 return null;
             }
 
-            reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
+            if (RepeatedResourceType(json) is { } location)
+            {
+                problems.Add(new ParseProblem(
+                    $"The property 'resourceType' appears more than once in one object (at {ModelInfo.GetFhirTypeNameForType(typeof(T))}{location}); " +
+                    "a JSON object may name each property once.", $"{ModelInfo.GetFhirTypeNameForType(typeof(T))}{location}.resourceType"));
+            }
+
+            reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
             _deserializer.TryDeserializeResource(ref reader, out resource, out errors);
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
@@ -53,6 +62,96 @@ internal sealed class FhirJson
         }
 
         return problems.Count == 0 ? resource as T : null;
+    }
+
+    /// <summary>
+    /// Where an object names <c>resourceType</c> twice (<c>""</c> for the root, <c>.contained[0]</c> for a nested one),
+    /// or null. Firely's parser refuses every other repeated property, but it reads <c>resourceType</c> ahead of
+    /// the rest and never looks for a second one: it keeps the first, while a proxy or store that keeps the last
+    /// would see a different resource. Throws <see cref="JsonException"/> on malformed JSON, as the parser would.
+    /// </summary>
+    private static string? RepeatedResourceType(ReadOnlySpan<byte> json)
+    {
+        // Fast path for the usual body: with one literal "resourceType" and no \u escape (the only way to spell
+        // another), nothing can repeat it, and two vectorised searches replace a pass over every token.
+        var first = json.IndexOf("\"resourceType\""u8);
+        if (json.IndexOf("\\u"u8) < 0 && (first < 0 || json[(first + 1)..].IndexOf("\"resourceType\""u8) < 0))
+        {
+            return null;
+        }
+
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
+        var frames = new Frame[MaxDepth + 1];
+        var depth = 0;
+        while (reader.Read())
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.StartObject or JsonTokenType.StartArray:
+                    CountElement(frames, depth);
+                    frames[++depth] = new Frame { IsArray = reader.TokenType == JsonTokenType.StartArray, Index = -1 };
+                    break;
+                case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                    depth--;
+                    break;
+                case JsonTokenType.PropertyName:
+                    ref var frame = ref frames[depth];
+                    frame.Property = (int)reader.TokenStartIndex;
+                    if (reader.ValueTextEquals("resourceType"u8))
+                    {
+                        if (frame.SeenResourceType)
+                        {
+                            return PathOf(frames.AsSpan(1, depth - 1), json);
+                        }
+
+                        frame.SeenResourceType = true;
+                    }
+
+                    break;
+                default:
+                    CountElement(frames, depth);
+                    break;
+            }
+        }
+
+        return null;
+
+        static void CountElement(Frame[] frames, int depth)
+        {
+            if (frames[depth].IsArray)
+            {
+                frames[depth].Index++;
+            }
+        }
+    }
+
+    /// <summary>The path to an object inside <paramref name="outer"/>, the property names read back from the JSON.</summary>
+    private static string PathOf(ReadOnlySpan<Frame> outer, ReadOnlySpan<byte> json)
+    {
+        var path = new System.Text.StringBuilder();
+        foreach (var frame in outer)
+        {
+            if (frame.IsArray)
+            {
+                path.Append('[').Append(frame.Index).Append(']');
+                continue;
+            }
+
+            var name = new Utf8JsonReader(json[frame.Property..]);
+            name.Read();
+            path.Append('.').Append(name.GetString());
+        }
+
+        return path.ToString();
+    }
+
+    /// <summary>One open object or array while scanning: the current property's offset, or the current element's index.</summary>
+    private struct Frame
+    {
+        public bool IsArray;
+        public int Index;
+        public int Property;
+        public bool SeenResourceType;
     }
 
     /// <summary>Compact JSON of <paramref name="resource"/>.</summary>

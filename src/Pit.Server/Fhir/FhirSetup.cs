@@ -1,4 +1,5 @@
 using Hl7.Fhir.Model;
+using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Pit.Server.Fhir;
 
@@ -13,6 +14,7 @@ internal static class FhirSetup
         services.AddSingleton<FhirJson>();
         services.AddSingleton<PublicBaseUrl>();
         services.AddSingleton<CapabilityStatementSource>();
+        services.AddSingleton<StructureDefinitionSource>();
         services.AddPitFhirErrors();
         // Which proxies may set the public URL: Auth/TrustedProxies.cs.
         return services;
@@ -31,6 +33,18 @@ internal static class FhirSetup
             FhirResults.Ok<CapabilityStatement>(source.Get(context))).AllowAnonymous()
             .WithTags("Server").WithName("Metadata").WithSummary("The CapabilityStatement: what this server implements")
             .WithDescription("FHIR R4 CapabilityStatement listing Patient read, create and search-type with the search parameters; no authentication.");
+
+        // Conformance resources hold no patient or tenant data: like the CapabilityStatement, anyone may read them.
+        app.MapGet("/v1/StructureDefinition/{id}", ReadStructureDefinition).AllowAnonymous()
+            .WithTags("Server").WithName("StructureDefinition").WithSummary("A StructureDefinition this server publishes")
+            .WithDescription("The definitions of the provenance extensions every stored Patient carries in meta.extension (" +
+                Storage.ProvenanceExtensions.Namespace + "{id}), for validators; no authentication.");
         return app;
     }
+
+    private static Results<FhirOk<StructureDefinition>, FhirProblem<ProblemStatus.NotFound>> ReadStructureDefinition(string id, StructureDefinitionSource source) =>
+        source.Get(id) is { } json
+            ? FhirResults.Ok<StructureDefinition>(json)
+            : new FhirProblem<ProblemStatus.NotFound>(PitProblem.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound,
+                $"StructureDefinition/{id} is not published by this server."));
 }

@@ -19,13 +19,13 @@ internal sealed class PitProblem : IResult
     private PitProblem(int status, OperationOutcome outcome)
     {
         Status = status;
-        Outcome = outcome;
+        Outcome = Outcomes.Capped(outcome);
     }
 
     /// <summary>The HTTP status.</summary>
     public int Status { get; }
 
-    /// <summary>The body.</summary>
+    /// <summary>The body, capped to <see cref="Outcomes.MaxIssues"/> issues (<see cref="Outcomes.Capped"/>).</summary>
     public OperationOutcome Outcome { get; }
 
     /// <summary>Headers sent with the answer.</summary>

@@ -45,7 +45,8 @@ internal static class PatientEndpointDocs
         .WithDescription(
             "A page of the caller's organisation's Patients in _lastUpdated order (oldest first unless _sort=-_lastUpdated). " +
             "The feed is gap-free: a row becomes visible only after every row with an earlier _lastUpdated. Continue with the " +
-            "Bundle's next link until there is none; poll with _lastUpdated=gt<the last lastUpdated seen>. With 'Prefer: wait=N' a " +
+            "Bundle's next link until there is none; poll with _lastUpdated=gt<the last meta.lastUpdated seen> (never misses a version; " +
+            "repeats some only if the value lost fractional digits). With 'Prefer: wait=N' a " +
             "search whose page would be empty is held until a matching Patient becomes visible (then answered at once) or N seconds " +
             "pass (then answered with an empty Bundle): long polling, so a consumer hears of news without polling in a loop.")
         .AddOpenApiOperationTransformer((operation, _, _) =>
@@ -54,7 +55,12 @@ internal static class PatientEndpointDocs
             operation.Parameters.Add(Query("_lastUpdated",
                 "Filter on when a version became visible. A prefix gt, ge, lt or le is required, then an instant with at least " +
                 "minute precision and a time zone (Z or ±hh:mm), e.g. ge2024-01-01T12:00Z or gt2024-01-01T12:00:00.123456+01:00. " +
-                "FHIR range semantics: the value denotes the whole interval of its precision (gt2024-01-01T12:00Z means from 12:01). " +
+                "FHIR range semantics: the value denotes the whole interval of its precision (gt2024-01-01T12:00Z means from 12:01), " +
+                "except for resuming: stamps have six fractional digits, and a gt value with seconds but fewer than six (a copy of " +
+                "meta.lastUpdated that a date library truncated, rounded or stripped of trailing zeros) means after the value minus one " +
+                "unit of its last digit (gt2024-01-01T12:00:53.004Z: after 12:00:53.003; gt2024-01-01T12:00:53Z: after 12:00:52), so " +
+                "resuming with such a copy never skips a version and repeats only those stamped after that point. With six or more digits gt means " +
+                "after exactly that instant. " +
                 "May appear twice, a lower and an upper bound. Not combinable with cursor.",
                 new OpenApiSchema { Type = JsonSchemaType.Array, Items = new OpenApiSchema { Type = JsonSchemaType.String, Pattern = "^(gt|ge|lt|le)\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$" }, MaxItems = 2 }));
             operation.Parameters.Add(Query("_count",

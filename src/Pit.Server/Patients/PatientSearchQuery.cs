@@ -13,6 +13,9 @@ internal sealed partial record PatientSearchQuery
     public const int DefaultCount = 20;
     public const int MaxCount = 50;
 
+    /// <summary>Stamps are microseconds: a value with six or more fractional digits is an exact copy of one.</summary>
+    private const long StampPrecisionNanos = 1_000;
+
     private static readonly HashSet<string> Known = ["_lastUpdated", "_count", "_sort", "cursor", "_format"];
 
     /// <summary>Inclusive lower bound, microseconds since the epoch.</summary>
@@ -141,8 +144,12 @@ internal sealed partial record PatientSearchQuery
     }
 
     /// <summary>
-    /// FHIR range semantics: a value v with precision p denotes [v, v+p); ge → ≥ v, gt → ≥ v+p, lt → &lt; v, le → &lt; v+p.
-    /// Computed in nanoseconds, then rounded up to the stored microseconds (a stored u satisfies u ≥ x iff u ≥ ⌈x⌉).
+    /// FHIR range semantics: a value v with precision p denotes [v, v+p); ge → ≥ v, lt → &lt; v, le → &lt; v+p, and gt with
+    /// minute precision → ≥ v+p. A gt value with seconds is read as a client's copy of a <c>meta.lastUpdated</c>, which
+    /// its date library may have truncated, rounded or stripped of trailing zeros: with fewer than six fractional
+    /// digits it means "after v − p" (the true stamp S lies above v − p under truncation, rounding to nearest and
+    /// rounding up, so nothing after S is skipped; what was stamped after v − p repeats), with six or more "after v"
+    /// (FHIR's own meaning at the stamp precision). Computed in nanoseconds, then turned into the stored microseconds.
     /// </summary>
     private static (bool IsLower, long Micros)? ParseLastUpdated(string? value, List<SearchParameterError> errors)
     {
@@ -204,13 +211,21 @@ internal sealed partial record PatientSearchQuery
             return null;
         }
 
-        // Nanoseconds since the epoch exceed a long after the year 2262: compute in Int128, then round up to microseconds.
+        // Nanoseconds since the epoch exceed a long after the year 2262: compute in Int128.
         var nanos = ((Int128)(instant.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) * 100) + fractionNanos;
-        var prefix = g["prefix"].Value;
-        var bound = prefix is "gt" or "le" ? nanos + precisionNanos : nanos;
-        var micros = (long)(bound >= 0 ? (bound + 999) / 1000 : bound / 1000); // ceiling: division truncates towards zero
-        return (prefix is "gt" or "ge", micros);
+        var micros = g["prefix"].Value switch
+        {
+            "ge" or "lt" => CeilingMicros(nanos), // a stored u satisfies u ≥ x (or u < x) iff u ≥ ⌈x⌉ (u < ⌈x⌉)
+            "le" => CeilingMicros(nanos + precisionNanos),
+            _ when !g["second"].Success => CeilingMicros(nanos + precisionNanos),
+            _ => FloorMicros(precisionNanos > StampPrecisionNanos ? nanos - precisionNanos : nanos) + 1, // u > x iff u ≥ ⌊x⌋ + 1
+        };
+        return (g["prefix"].Value is "gt" or "ge", micros);
     }
+
+    private static long CeilingMicros(Int128 nanos) => -FloorMicros(-nanos);
+
+    private static long FloorMicros(Int128 nanos) => (long)(nanos >= 0 ? nanos / 1000 : -((-nanos + 999) / 1000));
 
     // A space stands for '+' in the zone: an unencoded '+' in a query string arrives decoded as a space.
     [GeneratedRegex(@"^(?<prefix>gt|ge|lt|le)(?<year>\d{4})-(?<month>\d{2})-(?<day>\d{2})T(?<hour>\d{2}):(?<minute>\d{2})(:(?<second>\d{2})(\.(?<fraction>\d{1,9}))?)?(?<zone>Z|[+\- ](?<zh>\d{2}):(?<zm>\d{2}))$", RegexOptions.CultureInvariant)]

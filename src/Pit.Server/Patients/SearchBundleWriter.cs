@@ -27,8 +27,14 @@ internal static class SearchBundleWriter
             }
 
             writer.WriteEndArray();
-            writer.WriteStartArray("entry"u8);
-            for (var i = 0; i < Math.Min(count, rows.Count); i++)
+            var entries = Math.Min(count, rows.Count);
+            if (entries > 0 || outcome is not null)
+            {
+                // FHIR JSON has no empty arrays: a page without entries has no "entry" at all.
+                writer.WriteStartArray("entry"u8);
+            }
+
+            for (var i = 0; i < entries; i++)
             {
                 writer.WriteStartObject();
                 writer.WriteString("fullUrl"u8, string.Concat(patientBase, rows[i].Id));
@@ -43,6 +49,7 @@ internal static class SearchBundleWriter
             if (outcome is not null)
             {
                 writer.WriteStartObject();
+                writer.WriteString("fullUrl"u8, $"urn:uuid:{Guid.NewGuid():D}"); // bdl-15: every entry has a fullUrl
                 writer.WritePropertyName("resource"u8);
                 writer.WriteRawValue(outcome, skipInputValidation: true);
                 writer.WriteStartObject("search"u8);
@@ -51,7 +58,11 @@ internal static class SearchBundleWriter
                 writer.WriteEndObject();
             }
 
-            writer.WriteEndArray();
+            if (entries > 0 || outcome is not null)
+            {
+                writer.WriteEndArray();
+            }
+
             writer.WriteEndObject();
         }
 

@@ -2,6 +2,12 @@ namespace Pit.Server.Processing;
 
 internal static class ProcessingSetup
 {
+    /// <summary>
+    /// <c>Pit:ShutdownTimeout</c> when unset. Kubernetes waits 30 s after SIGTERM before it kills; finish well inside
+    /// that (deploy/pit-server.service gives systemd's TimeoutStopSec more than this).
+    /// </summary>
+    public static readonly TimeSpan DefaultShutdownTimeout = TimeSpan.FromSeconds(25);
+
     public static IServiceCollection AddPitProcessing(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<ProcessingOptions>().Bind(configuration.GetSection("Pit:Processing"))
@@ -10,12 +16,8 @@ internal static class ProcessingSetup
             .Validate(o => o.MaxQueuedSubmissions >= 1, "Pit:Processing:MaxQueuedSubmissions must be positive.")
             .Validate(o => o.MaxQueuedAuditEntries >= 1, "Pit:Processing:MaxQueuedAuditEntries must be positive.")
             .ValidateOnStart();
-        services.AddOptions<AuditOptions>().Bind(configuration.GetSection("Pit:Audit"))
-            .Validate(o => o.RetentionDays is >= 1 and <= 3650, "Pit:Audit:RetentionDays must be 1-3650.")
-            .Validate(o => o.ReadinessBacklog >= 1, "Pit:Audit:ReadinessBacklog must be positive.")
-            .ValidateOnStart();
-        // Kubernetes waits 30 s after SIGTERM before it kills; finish well inside that.
-        services.AddOptions<HostOptions>().Configure(o => o.ShutdownTimeout = configuration.GetValue("Pit:ShutdownTimeout", TimeSpan.FromSeconds(25)));
+        // Pit:Audit is registered with the store (Storage/StorageSetup.cs): its retention reads it too.
+        services.AddOptions<HostOptions>().Configure(o => o.ShutdownTimeout = configuration.GetValue("Pit:ShutdownTimeout", DefaultShutdownTimeout));
         services.AddSingleton<ProcessingSignal>();
         services.AddSingleton<SubmissionQueue>();
         services.AddHostedService(sp => sp.GetRequiredService<SubmissionQueue>());

@@ -45,6 +45,9 @@ internal sealed class StorageOptionsValidator : IValidateOptions<StorageOptions>
     }
 }
 
+/// <summary>The store's schema is older than this build needs, and start-up was told not to migrate it.</summary>
+internal sealed class StoreSchemaException(string message) : Exception(message);
+
 internal static class StorageSetup
 {
     /// <summary>
@@ -66,6 +69,10 @@ internal static class StorageSetup
         }
 
         services.AddSharedSecrets(configuration);
+        services.AddOptions<Processing.AuditOptions>().Bind(configuration.GetSection("Pit:Audit"))
+            .Validate(o => o.RetentionDays is >= 1 and <= 3650, "Pit:Audit:RetentionDays must be 1-3650.")
+            .Validate(o => o.ReadinessBacklog >= 1, "Pit:Audit:ReadinessBacklog must be positive.")
+            .ValidateOnStart();
         services.AddHostedService<StoreInitializer>();
         services.AddSingleton<StoreRetention>();
         services.AddHostedService(sp => sp.GetRequiredService<StoreRetention>());
@@ -104,11 +111,28 @@ internal static class StorageSetup
         }
     }
 
-    /// <summary>Creates or migrates the schema before the server takes requests.</summary>
+    /// <summary>
+    /// Creates or migrates the schema before the server takes requests; with <c>MigrateOnStartup=false</c> it only
+    /// checks that someone has (<c>migrate</c>), so a server never runs on a schema older than it needs.
+    /// </summary>
     private sealed class StoreInitializer(IStoreMigrator migrator, IOptions<StorageOptions> options) : IHostedService
     {
-        public Task StartAsync(CancellationToken cancellationToken) =>
-            options.Value.MigrateOnStartup ? migrator.MigrateAsync(cancellationToken) : Task.CompletedTask;
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            if (options.Value.MigrateOnStartup)
+            {
+                await migrator.MigrateAsync(cancellationToken);
+                return;
+            }
+
+            var schema = await migrator.GetSchemaVersionAsync(cancellationToken);
+            if (!schema.IsCurrent)
+            {
+                throw new StoreSchemaException(
+                    $"The store's schema is at version {schema.Current}; this server needs version {schema.Required} ({migrator.Location}). " +
+                    "Run `Pit.Server migrate` with the store's settings (as the owner role on PostgreSQL) first, or set Pit:Storage:MigrateOnStartup=true.");
+            }
+        }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }

@@ -9,6 +9,25 @@ internal interface IStoreMigrator
 {
     /// <summary>Creates or migrates the schema. Safe to call from several processes at once.</summary>
     Task MigrateAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Where the store is, for messages: the SQLite file's full path, or PostgreSQL's host, port and database (never
+    /// a password).
+    /// </summary>
+    string Location { get; }
+
+    /// <summary>The schema version the store is at and the one this build needs; changes nothing.</summary>
+    Task<SchemaVersion> GetSchemaVersionAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// A store's schema version (<paramref name="Current"/>, 0 for an empty store) and the one this build needs
+/// (<paramref name="Required"/>). Migrations only add, so a build runs on a schema at or above its own version.
+/// </summary>
+internal readonly record struct SchemaVersion(int Current, int Required)
+{
+    /// <summary>Whether this build can run on the store as it is.</summary>
+    public bool IsCurrent => Current >= Required;
 }
 
 /// <summary>The durable queue of accepted submissions, and applying it to the Patient feed.</summary>

@@ -48,11 +48,17 @@ internal sealed partial class StoreRetention(
         }
     }
 
+    /// <summary>Days after today the hourly run prepares the audit log for.</summary>
+    public const int DaysAhead = 2;
+
     /// <summary>One run, with cut-offs from the current time.</summary>
-    public async Task<RetentionRun> RunOnceAsync(CancellationToken cancellationToken)
+    public Task<RetentionRun> RunOnceAsync(CancellationToken cancellationToken) => RunOnceAsync(DaysAhead, cancellationToken);
+
+    /// <summary>One run that prepares the audit log for today and <paramref name="daysAhead"/> more days.</summary>
+    public async Task<RetentionRun> RunOnceAsync(int daysAhead, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        await store.PrepareAuditAsync(FeedTime.FromDateTimeOffset(now), FeedTime.FromDateTimeOffset(now.AddDays(2)), cancellationToken);
+        await store.PrepareAuditAsync(FeedTime.FromDateTimeOffset(now), FeedTime.FromDateTimeOffset(now.AddDays(daysAhead)), cancellationToken);
 
         var auditBefore = FeedTime.FromDateTimeOffset(now.AddDays(-audit.Value.RetentionDays));
         var auditRows = await RepeatAsync(ct => store.RemoveAuditBeforeAsync(auditBefore, BatchRows, ct), cancellationToken);

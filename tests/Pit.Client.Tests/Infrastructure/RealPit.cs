@@ -32,7 +32,7 @@ internal static class RealPit
 
     public static string DevKeyFile() => Path.Combine(RepositoryRoot(), "dev", "helseid-standin", "dev-client.jwk.json");
 
-    public static string ExamplesFolder() => Path.Combine(RepositoryRoot(), "examples");
+    public static string ExamplesFolder() => Path.Combine(RepositoryRoot(), "examples", "patients");
 
     public static string RepositoryRoot()
     {

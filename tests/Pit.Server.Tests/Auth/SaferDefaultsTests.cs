@@ -82,7 +82,7 @@ public sealed class SaferDefaultsTests(AuthServerFixture fixture) : IClassFixtur
     [Fact]
     public async Task Stand_in_refuses_an_environment_its_allow_list_does_not_name()
     {
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() =>
             TestServer.StartAsync(new Dictionary<string, string?> { ["environment"] = "Staging" }));
         Assert.Contains("Pit:Auth:StandIn:AllowedEnvironments", error.Message, StringComparison.Ordinal);
     }
@@ -103,7 +103,7 @@ public sealed class SaferDefaultsTests(AuthServerFixture fixture) : IClassFixtur
     [Fact]
     public async Task Stand_in_never_starts_in_Production_even_when_named()
     {
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => TestServer.StartAsync(new Dictionary<string, string?>
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => TestServer.StartAsync(new Dictionary<string, string?>
         {
             ["environment"] = "Production",
             ["Pit:PublicBaseUrl"] = "https://api.pit.test.nhn.no",

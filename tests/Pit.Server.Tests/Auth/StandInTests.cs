@@ -101,7 +101,7 @@ public sealed class StandInTests(StandInFixture fixture) : IClassFixture<StandIn
     [Fact]
     public async Task Development_client_key_file_gets_a_token_from_the_stand_in()
     {
-        var keyFile = Path.Combine(RepositoryRoot(), "dev", "helseid-standin", "dev-client.jwk.json");
+        var keyFile = Path.Combine(ServerCommandLine.RepositoryRoot(), "dev", "helseid-standin", "dev-client.jwk.json");
         using var devKey = DpopKey.FromPrivateJwk(await File.ReadAllTextAsync(keyFile));
         using var dpopKey = DpopKey.CreateEcP256();
         var response = await StandInTokenClient.RequestTokenAsync(
@@ -170,7 +170,7 @@ public sealed class StandInTests(StandInFixture fixture) : IClassFixture<StandIn
     [Fact]
     public void Stand_in_refuses_to_start_in_Production()
     {
-        var error = Assert.Throws<InvalidOperationException>(() =>
+        var error = Assert.Throws<OptionsValidationException>(() =>
             PitApp.Create(["--environment=Production", "--urls=http://127.0.0.1:0", "--Pit:Auth:StandIn:Enabled=true"]));
         Assert.Contains("Production", error.Message, StringComparison.Ordinal);
         Assert.Contains("Pit:Auth:StandIn:Enabled", error.Message, StringComparison.Ordinal);
@@ -226,17 +226,6 @@ public sealed class StandInTests(StandInFixture fixture) : IClassFixture<StandIn
     {
         using var document = JsonDocument.Parse(body);
         return document.RootElement.GetProperty("error").GetString();
-    }
-
-    private static string RepositoryRoot()
-    {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Pit.slnx")))
-        {
-            directory = directory.Parent;
-        }
-
-        return directory?.FullName ?? throw new InvalidOperationException("Pit.slnx not found above the test output folder");
     }
 }
 

@@ -43,4 +43,21 @@ public static class TestPatients
     /// <summary>A FHIR JSON request body.</summary>
     public static StringContent Content(string json, string mediaType = "application/fhir+json") =>
         new(json, Encoding.UTF8, new MediaTypeHeaderValue(mediaType));
+
+    /// <summary>
+    /// A Patient with one good identity number and <paramref name="count"/> whose control digits are wrong (about
+    /// 65 bytes each): a body that makes the server find <paramref name="count"/> problems.
+    /// </summary>
+    public static string WithBadIdentityNumbers(int count)
+    {
+        var identifiers = new JsonArray(new JsonObject { ["system"] = FnrSystem, ["value"] = NewFnr() });
+        for (var i = 0; i < count; i++)
+        {
+            var good = NewFnr();
+            var bad = good[..10] + (char)('0' + ((good[10] - '0' + 1) % 10));
+            identifiers.Add(new JsonObject { ["system"] = FnrSystem, ["value"] = bad });
+        }
+
+        return new JsonObject { ["resourceType"] = "Patient", ["identifier"] = identifiers }.ToJsonString();
+    }
 }

@@ -92,6 +92,23 @@ public sealed class SearchTests : IAsyncLifetime
         Assert.Equal(Ids(_patients.Skip(2).Take(2)), Ids(await SearchAsync($"_lastUpdated=ge{third}&_lastUpdated=lt{fifth}")));
     }
 
+    [Theory]
+    [InlineData(3)]
+    [InlineData(0)]
+    public async Task A_gt_copy_of_a_stamp_with_fewer_digits_repeats_that_version_rather_than_skipping_what_follows(int digits)
+    {
+        var third = (string)_patients[2]["meta"]!["lastUpdated"]!;
+        var thirdId = (string)_patients[2]["id"]!;
+        var dot = third.IndexOf('.', StringComparison.Ordinal);
+        var copy = (digits == 0 ? third[..dot] : third[..(dot + 1 + digits)]) + "Z";
+
+        var ids = Ids(await SearchAsync($"_lastUpdated=gt{copy}"));
+
+        // After "copy minus one unit": the third itself comes again (it lies inside that unit), and everything after it.
+        Assert.Contains(thirdId, ids);
+        Assert.Equal(Ids(_patients.Skip(3)), ids.SkipWhile(id => id != thirdId).Skip(1));
+    }
+
     [Fact]
     public async Task Minute_precision_covers_the_whole_minute()
     {

@@ -1,7 +1,9 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
+using Pit.Server.Fhir;
 using Pit.Server.Tests.Infrastructure;
 
 namespace Pit.Server.Tests.Patients;
@@ -239,6 +241,99 @@ public sealed class SubmitTests(ServerFixture fixture) : IClassFixture<ServerFix
         var body = await _client.GetJsonAsync($"v1/submissions/{Guid.NewGuid()}", HttpStatusCode.NotFound);
         PitApi.AssertOutcome(body, "not-found");
         await _client.GetJsonAsync("v1/submissions/not-a-guid", HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task A_body_with_13000_bad_identity_numbers_gets_400_listing_the_first_100_and_how_many_more_in_a_body_smaller_than_the_request()
+    {
+        var json = TestPatients.WithBadIdentityNumbers(13_000);
+        Assert.InRange(json.Length, 800_000, PatientSubmissionLimit);
+
+        var (issues, answerBytes) = await RefusedAsync(json);
+
+        Assert.Equal(Outcomes.MaxIssues + 1, issues.Count);
+        Assert.All(issues.Take(Outcomes.MaxIssues), i => Assert.Equal("value", (string?)i!["code"]));
+        Assert.Contains("control digits", (string?)issues[0]!["diagnostics"], StringComparison.Ordinal);
+        Assert.Equal("Patient.identifier[1].value", (string?)issues[0]!["expression"]![0]);
+        var last = issues[^1]!;
+        Assert.Equal("information", (string?)last["severity"]);
+        Assert.Equal("…and 12,900 more problems not listed (an answer lists the first 100).", (string?)last["diagnostics"]);
+        Assert.True(answerBytes < json.Length / 10, $"{answerBytes} bytes answered {json.Length}");
+    }
+
+    [Fact]
+    public async Task A_body_with_20000_unknown_elements_gets_400_with_at_most_101_issues_in_a_body_smaller_than_the_request()
+    {
+        var json = new StringBuilder(TestPatients.Json(TestPatients.NewFnr()).TrimEnd('}'));
+        for (var i = 0; i < 20_000; i++)
+        {
+            json.Append(CultureInfo.InvariantCulture, $",\"unknown{i:D5}\":1");
+        }
+
+        var body = json.Append('}').ToString();
+        Assert.InRange(body.Length, 300_000, 420_000);
+
+        var (issues, answerBytes) = await RefusedAsync(body);
+
+        Assert.Equal(Outcomes.MaxIssues + 1, issues.Count);
+        Assert.Contains("unknown00000", (string?)issues[0]!["diagnostics"], StringComparison.Ordinal);
+        Assert.Matches(@"^…and \d{2},\d{3} more problems not listed", (string?)issues[^1]!["diagnostics"]);
+        Assert.True(answerBytes < body.Length / 4, $"{answerBytes} bytes answered {body.Length}");
+    }
+
+    [Fact]
+    public async Task Huge_element_names_are_shortened_in_the_answer_so_it_stays_smaller_than_the_request()
+    {
+        var json = new StringBuilder(TestPatients.Json(TestPatients.NewFnr()).TrimEnd('}'));
+        for (var i = 0; i < 150; i++)
+        {
+            json.Append(CultureInfo.InvariantCulture, $",\"{i:D3}{new string('n', 5_000)}\":1");
+        }
+
+        var body = json.Append('}').ToString();
+
+        var (issues, answerBytes) = await RefusedAsync(body);
+
+        Assert.Equal(Outcomes.MaxIssues + 1, issues.Count);
+        Assert.All(issues, i => Assert.InRange(((string?)i!["diagnostics"])!.Length, 1, Outcomes.MaxTextLength));
+        Assert.All(issues, i => Assert.All(i!["expression"]?.AsArray() ?? [], e => Assert.InRange(((string?)e)!.Length, 1, Outcomes.MaxTextLength)));
+        Assert.True(answerBytes < body.Length, $"{answerBytes} bytes answered {body.Length}");
+    }
+
+    [Theory]
+    [InlineData("""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"FNR"}],"resourceType":"Observation"}""", "Patient")]
+    [InlineData("""{"resourceType":"Patient","resource\u0054ype":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"FNR"}]}""", "Patient")]
+    [InlineData("""{"resourceType":"Patient","contained":[{"resourceType":"Organization","name":"A"},{"resourceType":"Organization","resourceType":"Patient"}],"identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"FNR"}]}""", "Patient.contained[1]")]
+    public async Task A_repeated_resourceType_is_refused_with_400_naming_it_at_any_depth(string template, string where)
+    {
+        using var response = await _client.PostAsync("v1/Patient", TestPatients.Content(template.Replace("FNR", TestPatients.NewFnr(), StringComparison.Ordinal)));
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains($"'resourceType' appears more than once in one object (at {where})", PitApi.AssertOutcome(body, "structure"), StringComparison.Ordinal);
+        Assert.Contains(body["issue"]!.AsArray(), i => (string?)i!["expression"]?[0] == where + ".resourceType");
+    }
+
+    [Fact]
+    public async Task Any_other_repeated_property_is_refused_with_400_too()
+    {
+        var json = TestPatients.Json(TestPatients.NewFnr()).TrimEnd('}') + ""","gender":"male"}""";
+        using var response = await _client.PostAsync("v1/Patient", TestPatients.Content(json));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("gender", PitApi.AssertOutcome(JsonNode.Parse(await response.Content.ReadAsStringAsync())!, "structure"), StringComparison.Ordinal);
+    }
+
+    private const int PatientSubmissionLimit = Pit.Server.Patients.PatientSubmissionReader.MaxBodyBytes;
+
+    private async Task<(JsonArray Issues, int AnswerBytes)> RefusedAsync(string json)
+    {
+        using var response = await _client.PostAsync("v1/Patient", TestPatients.Content(json));
+        var bytes = await response.Content.ReadAsByteArrayAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {Encoding.UTF8.GetString(bytes.AsSpan(0, Math.Min(bytes.Length, 2000)))}");
+        var body = JsonNode.Parse(bytes)!;
+        Assert.Equal("OperationOutcome", (string?)body["resourceType"]);
+        return (body["issue"]!.AsArray(), bytes.Length);
     }
 
     private static string BigPatient(int size)

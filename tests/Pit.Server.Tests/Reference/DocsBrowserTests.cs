@@ -22,7 +22,8 @@ public sealed class DocsBrowserTests
         try
         {
             var netLog = Path.Combine(work, "net-log.json");
-            var dom = await RunChromiumAsync(new Uri(server.BaseAddress, "docs"), work, netLog);
+            // Opened at the Patient tag, as a link to it would: Scalar renders the operations of the tag in view.
+            var dom = await RunChromiumAsync(new Uri(server.BaseAddress, "docs#tag/patient"), work, netLog);
 
             // Scalar builds these from /openapi/v1.json in the browser: the served HTML holds none of them.
             Assert.Matches(Endpoint("POST", "/v1/Patient"), dom);
@@ -40,6 +41,35 @@ public sealed class DocsBrowserTests
         }
     }
 
+    [Fact]
+    public async Task The_reference_page_shows_dpop_examples_against_the_server_and_no_placeholder_authentication()
+    {
+        Assert.True(File.Exists(Chromium), $"{Chromium} is missing: scripts/test.sh installs Debian's chromium package.");
+        await using var server = await TestServer.StartAsync();
+        var work = Directory.CreateTempSubdirectory("pit-chromium-").FullName;
+        try
+        {
+            // The page renders the operation the address names, with its example request.
+            var html = await RunChromiumAsync(new Uri(server.BaseAddress, "docs#tag/patient/POST/v1/Patient"), work, Path.Combine(work, "net-log.json"));
+            var text = System.Net.WebUtility.HtmlDecode(Regex.Replace(html, "<[^>]+>", ""));
+
+            Assert.DoesNotContain("YOUR_SECRET_TOKEN", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("No authentication selected", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("Basic ", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("username:password", text, StringComparison.Ordinal);
+            Assert.Contains("DPoP & DPoPProof", text, StringComparison.Ordinal);
+            // The C# example of the POST, with both headers, the server's own URL and the example Patient.
+            Assert.Contains($"new HttpRequestMessage(HttpMethod.Post, \"{server.BaseAddress}v1/Patient\")", text, StringComparison.Ordinal);
+            Assert.Contains("request.Headers.Authorization = new AuthenticationHeaderValue(\"DPoP\", \"<access-token>\")", text, StringComparison.Ordinal);
+            Assert.Contains("request.Headers.TryAddWithoutValidation(\"DPoP\", \"<DPoP proof JWT>\")", text, StringComparison.Ordinal);
+            Assert.Contains("\"system\":\"urn:oid:2.16.578.1.12.4.1.4.1\"", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
     private static Regex Endpoint(string method, string path) =>
         new($"<a[^>]*href=\"#tag/patient/{method}{Regex.Escape(path)}\"[^>]*>\\s*<span[^>]*endpoint-method[^>]*>\\s*{method.ToLowerInvariant()}\\s*</span>");
 
@@ -50,6 +80,8 @@ public sealed class DocsBrowserTests
         {
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+            // The browser's own form-autofill lookups are filed under the page's site; they are not the page's requests.
+            "--disable-features=AutofillServerCommunication",
             // Nothing leaves this machine even if the page asked: every other host fails to resolve (the net log still records the try).
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             // Virtual time runs ahead only while the page is idle, so a slow, busy machine gets all the real time it needs.

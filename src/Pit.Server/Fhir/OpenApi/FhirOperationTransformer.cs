@@ -41,6 +41,7 @@ internal sealed class FhirOperationTransformer : IOpenApiOperationTransformer
         {
             responses[StatusCodes.Status401Unauthorized] = "OperationOutcome";
             responses[StatusCodes.Status403Forbidden] = "OperationOutcome";
+            responses[StatusCodes.Status429TooManyRequests] = "OperationOutcome";
             responses[StatusCodes.Status503ServiceUnavailable] = "OperationOutcome";
             operation.Security = [new OpenApiSecurityRequirement
             {
@@ -93,6 +94,10 @@ internal sealed class FhirOperationTransformer : IOpenApiOperationTransformer
             {
                 ["WWW-Authenticate"] = Header("For a missing scope: DPoP error=\"insufficient_scope\" with the scope required."),
             },
+            StatusCodes.Status429TooManyRequests => new Dictionary<string, IOpenApiHeader>
+            {
+                ["Retry-After"] = Header("Seconds to wait before the next request."),
+            },
             StatusCodes.Status503ServiceUnavailable => new Dictionary<string, IOpenApiHeader>
             {
                 ["Retry-After"] = Header($"Seconds to wait before retrying ({PitProblem.RetryAfterSeconds})."),
@@ -121,8 +126,12 @@ internal sealed class FhirOperationTransformer : IOpenApiOperationTransformer
         StatusCodes.Status413PayloadTooLarge => "The body is larger than 900 KB.",
         StatusCodes.Status415UnsupportedMediaType => "The body is not application/fhir+json or application/json in UTF-8.",
         StatusCodes.Status422UnprocessableEntity => "The submission was processed and failed; the OperationOutcome says why.",
+        StatusCodes.Status429TooManyRequests =>
+            "Too many requests from this client (client_id + orgnr_parent): over its rate limit or its share of the DPoP replay check. " +
+            "Nothing was done; wait Retry-After seconds. Other clients are not affected.",
         StatusCodes.Status500InternalServerError => "An unexpected error; the OperationOutcome names the correlation id the server logged it under.",
-        StatusCodes.Status503ServiceUnavailable => "The store or the DPoP replay check cannot be reached; nothing was done. Retry after Retry-After seconds.",
+        StatusCodes.Status503ServiceUnavailable =>
+            "The store or the DPoP replay check cannot be reached, or the submission queue is full; nothing was done. Retry after Retry-After seconds.",
         _ => $"Status {status}.",
     };
 

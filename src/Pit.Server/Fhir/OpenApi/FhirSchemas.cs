@@ -21,6 +21,9 @@ internal static class FhirSchemas
         schemas["CapabilityStatement"] = Resource("CapabilityStatement",
             "What this server implements: FHIR R4 (4.0.1), Patient read, create and search-type, its search parameters and its security. " +
             "See https://hl7.org/fhir/R4/capabilitystatement.html.");
+        schemas["StructureDefinition"] = Resource("StructureDefinition",
+            "The definition of one of the provenance extensions on stored Patients (an Extension with a valueString, in meta.extension). " +
+            "See https://hl7.org/fhir/R4/structuredefinition.html.");
     }
 
     /// <summary>A reference to the component schema of FHIR resource <paramref name="resourceType"/>.</summary>

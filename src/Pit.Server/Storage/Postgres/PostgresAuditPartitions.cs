@@ -74,6 +74,9 @@ internal static class PostgresAuditPartitions
 // Export and retention on PostgreSQL.
 internal sealed partial class PostgresPitStore
 {
+    // 1 once this instance has said that partition maintenance is left to the owner role (said once per process).
+    private int _partitionsLeftToOwnerLogged;
+
     public async IAsyncEnumerable<AuditEntry> ExportAuditAsync(long from, long to, string? organisation, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(StoredRows.AuditExportQuery("$1", "$2", organisation is null ? null : "$3"));
@@ -98,6 +101,16 @@ internal sealed partial class PostgresPitStore
     /// </summary>
     public async Task PrepareAuditAsync(long from, long to, CancellationToken cancellationToken)
     {
+        if (!await InPartitionMaintenanceAsync((connection, tx) => MayManagePartitionsAsync(connection, tx, cancellationToken), cancellationToken))
+        {
+            if (Interlocked.Exchange(ref _partitionsLeftToOwnerLogged, 1) == 0)
+            {
+                LogPartitionsLeftToOwner(_logger);
+            }
+
+            return;
+        }
+
         for (var day = PostgresAuditPartitions.DayOf(from); day <= PostgresAuditPartitions.DayOf(to); day++)
         {
             var name = PostgresAuditPartitions.NameOf(day);
@@ -130,6 +143,7 @@ internal sealed partial class PostgresPitStore
         InPartitionMaintenanceAsync(async (connection, tx) =>
         {
             var expired = new List<string>();
+            var mayDrop = await MayManagePartitionsAsync(connection, tx, cancellationToken);
             await using (var list = new NpgsqlCommand("""
                 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                 WHERE i.inhparent = 'audit_log'::regclass;
@@ -139,7 +153,7 @@ internal sealed partial class PostgresPitStore
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     var name = reader.GetString(0);
-                    if (PostgresAuditPartitions.DayOfName(name) is { } day && (day + 1) * PostgresAuditPartitions.DayMicros <= before)
+                    if (mayDrop && PostgresAuditPartitions.DayOfName(name) is { } day && (day + 1) * PostgresAuditPartitions.DayMicros <= before)
                     {
                         expired.Add(name);
                     }
@@ -168,6 +182,25 @@ internal sealed partial class PostgresPitStore
         delete.Parameters.Add(new NpgsqlParameter<int> { TypedValue = maxRows });
         return await delete.ExecuteNonQueryAsync(cancellationToken);
     }
+
+    /// <summary>
+    /// Whether this connection's role may create, attach and drop the audit log's day partitions: CREATE on its schema
+    /// and the rights of <c>audit_log</c>'s owner. A least-privilege runtime role (deploy/postgres-roles.sql) may not;
+    /// then <c>migrate</c>, run daily as the owner, does that part, and the runtime only deletes old rows of the
+    /// default partition (DML). Asked on every run, so a change of grants needs no restart.
+    /// </summary>
+    private static async Task<bool> MayManagePartitionsAsync(NpgsqlConnection connection, NpgsqlTransaction tx, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("""
+            SELECT has_schema_privilege(c.relnamespace, 'CREATE') AND pg_has_role(c.relowner, 'USAGE')
+            FROM pg_class c WHERE c.oid = 'audit_log'::regclass;
+            """, connection, tx);
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    [LoggerMessage(EventId = 43, Level = LogLevel.Information, Message =
+        "This instance's database role may not create tables, so the audit log's day partitions are left to `migrate` run as the owner role (daily); entries past the prepared days go to audit_log_default")]
+    private static partial void LogPartitionsLeftToOwner(ILogger logger);
 
     /// <summary>
     /// One transaction under the partition lock, so instances take turns. A short lock timeout: an attach or drop

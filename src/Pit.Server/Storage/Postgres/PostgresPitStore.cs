@@ -75,6 +75,21 @@ internal sealed partial class PostgresPitStore
     public Task MigrateAsync(CancellationToken cancellationToken) =>
         PostgresSchema.MigrateAsync(_dataSource, _logger, cancellationToken);
 
+    public string Location
+    {
+        get
+        {
+            var settings = new NpgsqlConnectionStringBuilder(_dataSource.ConnectionString);
+            return $"PostgreSQL database {settings.Database} on {settings.Host}:{settings.Port}";
+        }
+    }
+
+    public async Task<SchemaVersion> GetSchemaVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        return new SchemaVersion(await PostgresSchema.CurrentVersionAsync(connection, cancellationToken), PostgresSchema.LatestVersion);
+    }
+
     public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
         try

@@ -104,6 +104,14 @@ internal static class PostgresSchema
     public static async Task MigrateAsync(NpgsqlDataSource dataSource, ILogger logger, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+
+        // Nothing to do: no lock, no DDL, so a runtime role without CREATE may start with MigrateOnStartup=true once
+        // the owner has migrated (deploy/postgres-roles.sql).
+        if (await CurrentVersionAsync(connection, cancellationToken) >= LatestVersion)
+        {
+            return;
+        }
+
         await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({MigrationLockKey});", cancellationToken);
         try
         {
@@ -151,6 +159,21 @@ internal static class PostgresSchema
                 await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({MigrationLockKey});", CancellationToken.None);
             }
         }
+    }
+
+    /// <summary>The highest migration applied (migrations are applied in order), 0 for an empty database.</summary>
+    public static async Task<int> CurrentVersionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using (var exists = new NpgsqlCommand("SELECT to_regclass('schema_migrations') IS NOT NULL;", connection))
+        {
+            if (!(bool)(await exists.ExecuteScalarAsync(cancellationToken))!)
+            {
+                return 0;
+            }
+        }
+
+        await using var max = new NpgsqlCommand("SELECT coalesce(max(version), 0) FROM schema_migrations;", connection);
+        return (int)(await max.ExecuteScalarAsync(cancellationToken))!;
     }
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? tx, string sql, CancellationToken cancellationToken)

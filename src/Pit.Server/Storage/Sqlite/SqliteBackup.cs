@@ -22,7 +22,7 @@ internal static class SqliteBackup
         var storage = builder.Configuration.GetSection("Pit:Storage").Get<StorageOptions>() ?? new StorageOptions();
         if (storage.Provider != "Sqlite")
         {
-            await error.WriteLineAsync("backup is for the SQLite store; back up PostgreSQL with pg_dump (docs/OPERATIONS.md).");
+            await error.WriteLineAsync($"configuration error: Pit:Storage:Provider is {storage.Provider}; backup is for the SQLite store (back up PostgreSQL with pg_dump, docs/OPERATIONS.md).");
             return 2;
         }
 
@@ -58,7 +58,7 @@ internal static class SqliteBackup
             var builder = new SqliteConnectionStringBuilder(sourceConnectionString) { Mode = SqliteOpenMode.ReadWrite, Pooling = false };
             await using (var connection = new SqliteConnection(builder.ToString()))
             {
-                await connection.OpenAsync(cancellationToken);
+                await SqlitePitStore.OpenNamingFileAsync(connection, cancellationToken);
                 SqlitePitStore.WaitWhenBusy(connection);
                 await using var vacuum = connection.CreateCommand();
                 vacuum.CommandText = "VACUUM INTO $target;";
@@ -86,7 +86,7 @@ internal static class SqliteBackup
     {
         var builder = new SqliteConnectionStringBuilder { DataSource = file, Mode = SqliteOpenMode.ReadOnly, Pooling = false };
         await using var connection = new SqliteConnection(builder.ToString());
-        await connection.OpenAsync(cancellationToken);
+        await SqlitePitStore.OpenNamingFileAsync(connection, cancellationToken);
         var check = (string?)await SqlitePitStore.ScalarAsync(connection, null, "PRAGMA quick_check;", cancellationToken);
         if (check != "ok")
         {

@@ -18,14 +18,25 @@ internal sealed partial class SqlitePitStore
     public SqlitePitStore(string connectionString, TimeProvider time)
     {
         var builder = new SqliteConnectionStringBuilder(connectionString) { Pooling = true };
+        Location = FullPath(builder.DataSource);
         if (builder.DataSource is { Length: > 0 } file && !file.StartsWith(':') && Path.GetDirectoryName(Path.GetFullPath(file)) is { } dir)
         {
-            Directory.CreateDirectory(dir);
+            try
+            {
+                Directory.CreateDirectory(dir);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // What SQLite would answer (SQLITE_CANTOPEN), with the reason and the file named.
+                throw new SqliteException($"SQLite Error 14: 'unable to open database file': cannot create its folder ({ex.Message}). Database file: {Location}", 14);
+            }
         }
 
         _connectionString = builder.ToString();
         _time = time;
     }
+
+    public string Location { get; }
 
     public Task MigrateAsync(CancellationToken cancellationToken) =>
         InWriteTransactionAsync(async (writer, tx) =>
@@ -41,6 +52,12 @@ internal sealed partial class SqlitePitStore
                 await ExecuteAsync(writer, tx, $"PRAGMA user_version = {SqliteSchema.Version};", cancellationToken);
             }
         }, cancellationToken);
+
+    public async Task<SchemaVersion> GetSchemaVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await OpenAsync(cancellationToken);
+        return new SchemaVersion(Convert.ToInt32(await ScalarAsync(connection, null, "PRAGMA user_version;", cancellationToken)), SqliteSchema.Version);
+    }
 
     public async Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken)
     {
@@ -204,10 +221,31 @@ internal sealed partial class SqlitePitStore
     private async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
     {
         var connection = new SqliteConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken);
+        await OpenNamingFileAsync(connection, cancellationToken);
         WaitWhenBusy(connection);
         return connection;
     }
+
+    /// <summary>
+    /// Opens <paramref name="connection"/>; when SQLite cannot, the error names the file by its full path (SQLite's
+    /// own message, e.g. <c>unable to open database file</c>, does not). Same exception type and error codes.
+    /// </summary>
+    internal static async Task OpenNamingFileAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+        }
+        catch (SqliteException ex)
+        {
+            await connection.DisposeAsync();
+            throw new SqliteException($"{ex.Message} Database file: {FullPath(connection.DataSource)}", ex.SqliteErrorCode, ex.SqliteExtendedErrorCode);
+        }
+    }
+
+    /// <summary>The full path of a data source as SQLite opens it (relative to the working directory).</summary>
+    internal static string FullPath(string dataSource) =>
+        dataSource.StartsWith(':') || dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? dataSource : Path.GetFullPath(dataSource);
 
     /// <summary>
     /// Lets SQLite retry for up to 5 s when the file is locked. The same as <c>PRAGMA busy_timeout = 5000</c>, without

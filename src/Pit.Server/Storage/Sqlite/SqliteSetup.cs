@@ -1,3 +1,4 @@
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 
 namespace Pit.Server.Storage.Sqlite;
@@ -21,7 +22,19 @@ internal static class SqliteSetup
         return services;
     }
 
-    /// <summary>The configured connection string, else <c>data/pit.db</c> under the content root.</summary>
-    public static string ConnectionString(StorageOptions options, IHostEnvironment environment) =>
-        options.ConnectionString ?? $"Data Source={Path.Combine(environment.ContentRootPath, "data", "pit.db")}";
+    /// <summary>
+    /// The configured connection string, else <c>data/pit.db</c>; a relative <c>Data Source</c> is resolved against
+    /// the content root (the working directory, or <c>--contentRoot</c>; <c>dotnet run --project src/Pit.Server</c>
+    /// runs in <c>src/Pit.Server</c>), so the server and the commands beside it resolve one setting to one file.
+    /// </summary>
+    public static string ConnectionString(StorageOptions options, IHostEnvironment environment)
+    {
+        var builder = new SqliteConnectionStringBuilder(options.ConnectionString ?? "Data Source=data/pit.db");
+        if (builder.DataSource is { Length: > 0 } file && !file.StartsWith(':') && !file.StartsWith("file:", StringComparison.OrdinalIgnoreCase) && !Path.IsPathRooted(file))
+        {
+            builder.DataSource = Path.GetFullPath(Path.Combine(environment.ContentRootPath, file));
+        }
+
+        return builder.ToString();
+    }
 }
