@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test project. Installs what the tests need on a fresh machine (PostgreSQL server binaries from
-# Debian's packages, chromium for the /docs browser test and systemd-analyze for the unit files, when missing), then prints the total as its last line: "N passed, N failed, N skipped".
+# Debian's packages, chromium for the /docs browser test, systemd-analyze for the unit files and promtool for the alert
+# rules, when missing), then prints the total as its last line: "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,14 @@ if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
     || { echo "could not install chromium"; exit 1; }
+fi
+
+# The monitoring tests run promtool on deploy/prometheus: Debian's prometheus package ships it.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "Installing promtool (Debian package prometheus) for the alert-rule tests..."
+  if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { echo "could not install promtool"; exit 1; }
 fi
 
 # The deployment test checks deploy/*.service with systemd-analyze verify: Debian's systemd package.

@@ -12,12 +12,11 @@ namespace Pit.Server.Auth;
 /// Turns JwtBearer into a DPoP resource server: takes the token only from <c>Authorization: DPoP</c>, requires
 /// <c>cnf.jkt</c>, checks the proof after the token validates, and answers every refusal with a DPoP challenge.
 /// </summary>
-internal sealed partial class DpopJwtBearerEvents(
+internal sealed class DpopJwtBearerEvents(
     DpopProofValidator validator,
     PublicBaseUrl publicBaseUrl,
     IOptions<PitAuthOptions> options,
-    PitMetrics metrics,
-    ILogger<DpopJwtBearerEvents> logger) : JwtBearerEvents
+    AuthRefusals refusals) : JwtBearerEvents
 {
     internal const string ApiNoncePurpose = "pit-api";
 
@@ -32,7 +31,7 @@ internal sealed partial class DpopJwtBearerEvents(
 
         if (authorization.Count > 1)
         {
-            metrics.AuthFailure(AuthFailureReasons.SeveralAuthorizationHeaders);
+            refusals.Refused(AuthFailureReasons.SeveralAuthorizationHeaders);
             context.Fail(new DpopAuthenticationException("invalid_token", "Exactly one Authorization header is allowed"));
             return Task.CompletedTask;
         }
@@ -45,7 +44,7 @@ internal sealed partial class DpopJwtBearerEvents(
             var token = value[(space + 1)..].Trim();
             if (space < 0 || token.Length == 0)
             {
-                metrics.AuthFailure(AuthFailureReasons.TokenMissing);
+                refusals.Refused(AuthFailureReasons.TokenMissing);
                 context.Fail(new DpopAuthenticationException("invalid_token", "The access token is missing"));
             }
             else
@@ -55,7 +54,7 @@ internal sealed partial class DpopJwtBearerEvents(
         }
         else if (scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase))
         {
-            metrics.AuthFailure(AuthFailureReasons.BearerScheme);
+            refusals.Refused(AuthFailureReasons.BearerScheme);
             context.Fail(new DpopAuthenticationException("invalid_token", "The DPoP authorization scheme is required; Bearer is not accepted"));
         }
         else
@@ -71,13 +70,14 @@ internal sealed partial class DpopJwtBearerEvents(
         // HelseID's rule: the API is the token's only audience. A token also meant for another API is refused.
         if (context.SecurityToken is JsonWebToken { Audiences: var audiences } && audiences.Take(2).Count() != 1)
         {
+            refusals.Refused(AuthFailureReasons.TokenAudience);
             context.Fail(new DpopAuthenticationException("invalid_token", "The access token must have exactly one audience"));
             return;
         }
 
         if (context.SecurityToken is not JsonWebToken token || ReadJkt(token) is not { } jkt)
         {
-            metrics.AuthFailure(AuthFailureReasons.TokenNotDpopBound);
+            refusals.Refused(AuthFailureReasons.TokenNotDpopBound);
             context.Fail(new DpopAuthenticationException("invalid_token", "The access token is not DPoP-bound (cnf.jkt is missing)"));
             return;
         }
@@ -93,15 +93,14 @@ internal sealed partial class DpopJwtBearerEvents(
         }
         catch (ReplayCacheUnavailableException ex)
         {
-            metrics.AuthFailure(AuthFailureReasons.ReplayCacheUnavailable);
+            refusals.Refused(AuthFailureReasons.ReplayCacheUnavailable);
             context.Fail(ex);
             return;
         }
 
         if (!result.Succeeded)
         {
-            LogProofRefused(logger, result.Error);
-            metrics.AuthFailure(AuthFailureReasons.Of(result.Error));
+            refusals.Refused(AuthFailureReasons.Of(result.Error));
             context.Fail(result.Error == DpopError.OverShare
                 ? new DpopShareExceededException(result.RetryAfterSeconds)
                 : new DpopAuthenticationException(result.ErrorCode, result.Description!, result.Nonce));
@@ -110,8 +109,7 @@ internal sealed partial class DpopJwtBearerEvents(
 
     public override Task AuthenticationFailed(AuthenticationFailedContext context)
     {
-        LogTokenRefused(logger, context.Exception.GetType().Name);
-        metrics.AuthFailure(AuthFailureReasons.Of(context.Exception));
+        refusals.Refused(AuthFailureReasons.Of(context.Exception));
         return Task.CompletedTask;
     }
 
@@ -120,7 +118,7 @@ internal sealed partial class DpopJwtBearerEvents(
         context.HandleResponse();
         if (context.AuthenticateFailure is null)
         {
-            metrics.AuthFailure(AuthFailureReasons.NoCredentials);
+            refusals.Refused(AuthFailureReasons.NoCredentials);
         }
 
         if (context.AuthenticateFailure is ReplayCacheUnavailableException)
@@ -178,12 +176,6 @@ internal sealed partial class DpopJwtBearerEvents(
             return null;
         }
     }
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "DPoP proof refused: {Reason}")]
-    private static partial void LogProofRefused(ILogger logger, DpopError reason);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Access token refused: {Reason}")]
-    private static partial void LogTokenRefused(ILogger logger, string reason);
 }
 
 /// <summary>The client presented more new DPoP proofs than its share of the current bucket (answered 429).</summary>

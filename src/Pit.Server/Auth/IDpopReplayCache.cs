@@ -63,6 +63,8 @@ internal sealed class InMemoryDpopReplayCache(IOptions<PitAuthOptions> options) 
 
     long Telemetry.IReplayCacheStatistics.Entries => _set.Count;
 
+    long Telemetry.IReplayCacheStatistics.Capacity => MaxEntries;
+
     /// <summary>The span of accepted <c>iat</c> values, seconds.</summary>
     public static int WindowSeconds(DpopOptions dpop) => dpop.MaxAgeSeconds + dpop.MaxFutureSeconds + 1;
 

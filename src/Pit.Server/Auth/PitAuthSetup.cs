@@ -57,6 +57,7 @@ internal static class PitAuthSetup
         services.TryAddSingleton<DpopProofValidator>();
         services.TryAddSingleton<CachingAccessTokenHandler>();
         services.TryAddSingleton<DpopJwtBearerEvents>();
+        services.TryAddSingleton<AuthRefusals>();
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, PitAuthorizationResultHandler>();
 
         services.AddAuthentication(Scheme).AddJwtBearer(Scheme, _ => { });

@@ -75,16 +75,16 @@ internal sealed class PitAuthorizationResultHandler(DpopProofValidator validator
         // Handlers that call Fail(reason) are reported through FailureReasons (the requirement is its own handler).
         var failure = authorizeResult.AuthorizationFailure;
         var failed = (failure?.FailedRequirements ?? []).Concat(failure?.FailureReasons.Select(r => r.Handler).OfType<IAuthorizationRequirement>() ?? []).ToList();
-        var metrics = context.RequestServices.GetRequiredService<Telemetry.PitMetrics>();
+        var refusals = context.RequestServices.GetRequiredService<AuthRefusals>();
         if (failed.OfType<ScopeRequirement>().FirstOrDefault() is { } scope)
         {
-            metrics.AuthFailure(Telemetry.AuthFailureReasons.InsufficientScope);
+            refusals.Refused(Telemetry.AuthFailureReasons.InsufficientScope);
             return AuthResponses.InsufficientScope(validator.AlgorithmList, scope.Scope).ExecuteAsync(context);
         }
 
         if (failed.OfType<OrganisationRequirement>().Any())
         {
-            metrics.AuthFailure(Telemetry.AuthFailureReasons.InvalidOrganisation);
+            refusals.Refused(Telemetry.AuthFailureReasons.InvalidOrganisation);
             var claim = failure?.FailureReasons.OfType<OrganisationRequirement.Failure>().FirstOrDefault()?.Claim ?? HelseIdClaims.OrgnrParent;
             return AuthResponses.Forbidden(claim == HelseIdClaims.OrgnrParent
                 ? $"The access token must carry claim {HelseIdClaims.OrgnrParent} with a valid 9-digit organisation number"

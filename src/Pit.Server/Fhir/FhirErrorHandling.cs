@@ -88,7 +88,9 @@ internal sealed partial class PitExceptionHandler(ILogger<PitExceptionHandler> l
         || ex is System.Data.Common.DbException { IsTransient: true }
         || ex.InnerException is System.Data.Common.DbException { IsTransient: true };
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "The store could not be reached for {Method} {Path}; correlation id {CorrelationId}")]
+    // Debug: in an outage every request fails alike. Each one shows in the access log (503, correlation id), and the
+    // store's background loops log one warning when the store starts and one when it stops failing (StoreOutageLog).
+    [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "The store could not be reached for {Method} {Path}; correlation id {CorrelationId}")]
     private static partial void LogStoreUnreachable(ILogger logger, Exception exception, string method, string path, string correlationId);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Unexpected failure on {Method} {Path}; correlation id {CorrelationId}")]

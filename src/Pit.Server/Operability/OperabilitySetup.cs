@@ -16,6 +16,7 @@ internal static class OperabilitySetup
             .ValidateOnStart();
         services.AddSingleton<QueueMonitor>();
         services.AddHostedService<OperabilityGauges>();
+        services.AddHostedService<StartupLog>();
         services.AddHealthChecks().AddCheck<QueueAgeHealthCheck>("queue", tags: ["ready"]);
         builder.AddPitPrometheus();
         return builder;
@@ -23,5 +24,5 @@ internal static class OperabilitySetup
 
     /// <summary>First in the application's pipeline (the correlation id is set even earlier, by a startup filter).</summary>
     public static WebApplication UsePitOperability(this WebApplication app) =>
-        app.UsePitPrometheus().UsePitRequestMetrics();
+        app.UsePitPrometheus().UsePitAccessLog();
 }

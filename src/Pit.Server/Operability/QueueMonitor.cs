@@ -2,6 +2,8 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
+using Pit.Server.Feed;
+using Pit.Server.Processing;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
 
@@ -62,10 +64,13 @@ internal sealed class QueueMonitor(ISubmissionQueueStore store, TimeProvider tim
     }
 }
 
-/// <summary>The observable gauges: queue depth, age of the oldest queued submission, replay-cache entries.</summary>
+/// <summary>
+/// The observable gauges: queue depth, age of the oldest queued submission, replay-cache entries, the audit backlog
+/// (and drops), and the long-poll searches held now.
+/// </summary>
 internal sealed class OperabilityGauges : IHostedService
 {
-    public OperabilityGauges(PitMetrics metrics, QueueMonitor queue, IDpopReplayCache replayCache)
+    public OperabilityGauges(PitMetrics metrics, QueueMonitor queue, IDpopReplayCache replayCache, AuditTrail audit, FeedWaiterLimits waiters)
     {
         metrics.Meter.CreateObservableGauge("pit.queue.depth", () => Measure(queue.Sample(), s => s.Pending),
             description: "Submissions accepted and not yet processed.");
@@ -75,7 +80,16 @@ internal sealed class OperabilityGauges : IHostedService
         {
             metrics.Meter.CreateObservableGauge("pit.dpop.replay_cache.entries", () => replay.Entries,
                 description: "DPoP proofs remembered against replay.");
+            metrics.Meter.CreateObservableGauge("pit.dpop.replay_cache.capacity", () => replay.Capacity,
+                description: "Most DPoP proofs the replay cache can hold (Pit:Auth:DPoP:ReplayCacheProofsPerSecond over the iat window); when full, new proofs are answered 429.");
         }
+
+        metrics.Meter.CreateObservableGauge("pit.audit.backlog", () => audit.Backlog,
+            description: "Audit entries waiting in the buffer for their write (they pile up while the store takes no writes).");
+        metrics.Meter.CreateObservableCounter("pit.audit.dropped", () => audit.Dropped,
+            description: "Audit entries dropped because the buffer was full (Pit:Processing:MaxQueuedAuditEntries).");
+        metrics.Meter.CreateObservableGauge("pit.feed.waiters", () => waiters.Waiting,
+            description: "Long-poll searches held now, waiting for news (at most Pit:Feed:MaxWaiters).");
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -26,6 +26,8 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
         FullMode = BoundedChannelFullMode.Wait,
     });
 
+    private readonly StoreOutageLog _outage = new(logger, "Writing audit entries (they wait in the buffer)", time);
+
     private long _dropped;
     private long _droppedReported;
     private int _dropEpisode;
@@ -78,10 +80,8 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
                 try
                 {
                     await store.AppendAuditAsync(batch, CancellationToken.None);
-                    if (Interlocked.Exchange(ref _failing, 0) == 1)
-                    {
-                        LogAuditRecovered(logger, attempt, Backlog);
-                    }
+                    Volatile.Write(ref _failing, 0);
+                    _outage.Succeeded();
 
                     ReportDropped();
                     break;
@@ -90,10 +90,7 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
                 {
                     // Never given up: at shutdown the host's timeout ends the wait, and what is still held is logged.
                     Volatile.Write(ref _failing, 1);
-                    if (attempt == 1)
-                    {
-                        LogAuditRetry(logger, ex, batch.Count);
-                    }
+                    _outage.Failed(ex);
 
                     if (stoppingToken.IsCancellationRequested && !heldAtShutdownLogged)
                     {
@@ -130,12 +127,8 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
     [LoggerMessage(EventId = 33, Level = LogLevel.Error, Message = "{Count} audit entries were dropped while the buffer was full ({Total} since start)")]
     private static partial void LogAuditDropped(ILogger logger, long count, long total);
 
-    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Writing {Count} audit entries failed; entries wait in the buffer and the write is retried until the store is back")]
-    private static partial void LogAuditRetry(ILogger logger, Exception exception, int count);
 
     [LoggerMessage(EventId = 31, Level = LogLevel.Error, Message = "Shutting down while the store takes no audit writes: {Count} audit entries are still held and will be lost if the store does not return before the shutdown timeout")]
     private static partial void LogAuditHeldAtShutdown(ILogger logger, int count);
 
-    [LoggerMessage(EventId = 34, Level = LogLevel.Information, Message = "Audit writes succeed again after {Attempts} attempts; {Backlog} entries still to write")]
-    private static partial void LogAuditRecovered(ILogger logger, int attempts, int backlog);
 }

@@ -32,10 +32,12 @@ internal sealed class ProcessingOptions
 /// marks each one done in the same transaction that writes its Patient. A crash at any point leaves every
 /// submission either untouched (applied after restart) or fully applied.
 /// </summary>
-internal sealed partial class SubmissionProcessor(
+internal sealed class SubmissionProcessor(
     ISubmissionQueueStore store, ProcessingSignal signal, IFeedChangeNotifier feed, PitMetrics metrics, TimeProvider time, IOptions<ProcessingOptions> options,
     ILogger<SubmissionProcessor> logger) : BackgroundService
 {
+    private readonly StoreOutageLog _outage = new(logger, "Applying submissions", time);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var settings = options.Value;
@@ -51,6 +53,7 @@ internal sealed partial class SubmissionProcessor(
             {
                 var applied = await ApplyBatchAsync(settings.BatchSize, stoppingToken);
                 failures = 0;
+                _outage.Succeeded();
                 if (applied == 0)
                 {
                     await signal.WaitAsync(settings.PollInterval, stoppingToken);
@@ -65,8 +68,8 @@ internal sealed partial class SubmissionProcessor(
                 failures++;
                 metrics.ApplyFailed();
                 var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 100 * Math.Pow(2, Math.Min(failures, 10))));
-                LogApplyFailed(logger, ex, failures, delay);
-                await Task.Delay(delay, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                _outage.Failed(ex);
+                await Task.Delay(delay, time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
     }
@@ -98,7 +101,4 @@ internal sealed partial class SubmissionProcessor(
 
         return batch.Count;
     }
-
-    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Applying submissions failed ({Failures} in a row); retrying in {Delay}")]
-    private static partial void LogApplyFailed(ILogger logger, Exception exception, int failures, TimeSpan delay);
 }

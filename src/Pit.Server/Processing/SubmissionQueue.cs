@@ -19,8 +19,12 @@ namespace Pit.Server.Processing;
 /// end or memory that grows with what clients send. Nothing refused is stored.
 /// </remarks>
 internal sealed partial class SubmissionQueue(
-    ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, ILogger<SubmissionQueue> logger) : DrainingService
+    ISubmissionQueueStore store, ProcessingSignal signal, PitMetrics metrics, IOptions<ProcessingOptions> options, TimeProvider time, ILogger<SubmissionQueue> logger)
+    : DrainingService
 {
+    // Every failed commit is answered 503 (and shows in the access log); the log says when commits start and stop failing.
+    private readonly StoreOutageLog _outage = new(logger, "Committing submissions (their requests are answered 503)", time);
+
     private const int MaxBatch = 256;
 
     // Object headers, the id, tenant and client strings, the hash: what a submission costs beyond its content.
@@ -108,6 +112,7 @@ internal sealed partial class SubmissionQueue(
             {
                 await store.AddSubmissionsAsync(submissions, CancellationToken.None);
                 metrics.CommitBatch(batch.Count);
+                _outage.Succeeded();
                 foreach (var item in batch)
                 {
                     item.Completion.TrySetResult();
@@ -117,7 +122,7 @@ internal sealed partial class SubmissionQueue(
             }
             catch (Exception ex)
             {
-                LogCommitFailed(logger, ex, batch.Count);
+                _outage.Failed(ex);
                 var failure = new StoreUnavailableException("The submission could not be stored.", ex);
                 foreach (var item in batch)
                 {
@@ -132,8 +137,6 @@ internal sealed partial class SubmissionQueue(
 
     protected override void CompleteIntake() => _channel.Writer.TryComplete();
 
-    [LoggerMessage(EventId = 10, Level = LogLevel.Error, Message = "Committing {Count} submissions failed; their requests are answered 503")]
-    private static partial void LogCommitFailed(ILogger logger, Exception exception, int count);
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Warning, Message = "Submission queue full ({QueuedBytes} of {MaxQueuedBytes} bytes); a submission is answered 503")]
     private static partial void LogQueueFull(ILogger logger, long queuedBytes, long maxQueuedBytes);

@@ -15,6 +15,7 @@ internal static class AuthFailureReasons
     public const string ReplayCacheUnavailable = "replay_cache_unavailable";
     public const string InsufficientScope = "insufficient_scope";
     public const string InvalidOrganisation = "invalid_organisation";
+    public const string TokenAudience = "token_audience";
 
     private static readonly Dictionary<DpopError, string> ProofReasons =
         Enum.GetValues<DpopError>().ToDictionary(e => e, e => "proof_" + SnakeCase(e.ToString()));
@@ -27,11 +28,12 @@ internal static class AuthFailureReasons
     {
         SecurityTokenExpiredException => "token_expired",
         SecurityTokenNotYetValidException => "token_not_yet_valid",
-        SecurityTokenInvalidAudienceException => "token_audience",
+        SecurityTokenInvalidAudienceException => TokenAudience,
         SecurityTokenInvalidIssuerException => "token_issuer",
         SecurityTokenInvalidTypeException => "token_type",
         SecurityTokenInvalidAlgorithmException => "token_algorithm",
         SecurityTokenSignatureKeyNotFoundException or SecurityTokenInvalidSignatureException => "token_signature",
+        SecurityTokenMalformedException or ArgumentException => "token_malformed",
         _ => "token_invalid",
     };
 

@@ -43,11 +43,13 @@ public sealed class CapturingLoggerProvider : ILoggerProvider, ISupportExternalS
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             var values = new Dictionary<string, string?>(StringComparer.Ordinal);
+            var stateValues = new Dictionary<string, string?>(StringComparer.Ordinal);
             var text = new StringBuilder().Append(category).Append(' ').Append(formatter(state, exception));
             if (state is IEnumerable<KeyValuePair<string, object?>> pairs)
             {
                 foreach (var (key, value) in pairs)
                 {
+                    stateValues[key] = value is IFormattable formattable ? formattable.ToString(null, System.Globalization.CultureInfo.InvariantCulture) : value?.ToString();
                     text.Append(' ').Append(key).Append('=').Append(value);
                 }
             }
@@ -69,10 +71,20 @@ public sealed class CapturingLoggerProvider : ILoggerProvider, ISupportExternalS
                 text.Append(' ').Append(exception);
             }
 
-            provider._entries.Enqueue(new CapturedLog(category, logLevel, text.ToString(), values));
+            provider._entries.Enqueue(new CapturedLog(category, logLevel, text.ToString(), values) { EventId = eventId.Id, Values = stateValues, Exception = exception });
         }
     }
 }
 
-/// <summary>One captured entry; <see cref="ScopeValues"/> holds the structured values of its scopes.</summary>
-public sealed record CapturedLog(string Category, LogLevel Level, string Text, IReadOnlyDictionary<string, string?> ScopeValues);
+/// <summary>
+/// One captured entry; <see cref="ScopeValues"/> holds the structured values of its scopes, <see cref="Values"/> those
+/// of the entry itself (its message template's placeholders, invariant culture).
+/// </summary>
+public sealed record CapturedLog(string Category, LogLevel Level, string Text, IReadOnlyDictionary<string, string?> ScopeValues)
+{
+    public int EventId { get; init; }
+
+    public IReadOnlyDictionary<string, string?> Values { get; init; } = new Dictionary<string, string?>();
+
+    public Exception? Exception { get; init; }
+}

@@ -108,3 +108,64 @@ internal sealed class StallingAuditStore(IAuditStore inner) : IAuditStore
     public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
         inner.ReadAuditAsync(organisation, limit, cancellationToken);
 }
+
+/// <summary>
+/// A store outage that a test switches on and off: while <see cref="Down"/> is set, applying submissions (through
+/// <see cref="Queue"/>) and writing audit entries (through <see cref="Audit"/>) fail as an unreachable store does.
+/// </summary>
+internal sealed class StoreOutage
+{
+    private volatile bool _down;
+    private int _failedApplies;
+    private int _failedAuditWrites;
+
+    public bool Down
+    {
+        get => _down;
+        set => _down = value;
+    }
+
+    public int FailedApplies => Volatile.Read(ref _failedApplies);
+
+    public int FailedAuditWrites => Volatile.Read(ref _failedAuditWrites);
+
+    public ISubmissionQueueStore Queue(ISubmissionQueueStore inner) => new OutageQueueStore(this, inner);
+
+    public IAuditStore Audit(IAuditStore inner) => new OutageAuditStore(this, inner);
+
+    private void ThrowWhenDown(ref int failures)
+    {
+        if (Down)
+        {
+            Interlocked.Increment(ref failures);
+            throw new IOException("simulated store outage");
+        }
+    }
+
+    private sealed class OutageQueueStore(StoreOutage outage, ISubmissionQueueStore inner) : ISubmissionQueueStore
+    {
+        public Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken) => inner.AddSubmissionsAsync(batch, cancellationToken);
+
+        public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) => inner.GetSubmissionAsync(id, cancellationToken);
+
+        public Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken) => inner.GetQueueStatisticsAsync(cancellationToken);
+
+        public Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
+        {
+            outage.ThrowWhenDown(ref outage._failedApplies);
+            return inner.ApplyPendingAsync(maxCount, cancellationToken);
+        }
+    }
+
+    private sealed class OutageAuditStore(StoreOutage outage, IAuditStore inner) : IAuditStore
+    {
+        public Task AppendAuditAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+        {
+            outage.ThrowWhenDown(ref outage._failedAuditWrites);
+            return inner.AppendAuditAsync(entries, cancellationToken);
+        }
+
+        public Task<IReadOnlyList<AuditEntry>> ReadAuditAsync(string? organisation, int limit, CancellationToken cancellationToken) =>
+            inner.ReadAuditAsync(organisation, limit, cancellationToken);
+    }
+}

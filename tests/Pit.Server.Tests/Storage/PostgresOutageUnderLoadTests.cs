@@ -11,12 +11,15 @@ public sealed class PostgresOutageUnderLoadTests(PostgresServer database) : ICla
     [Fact]
     public async Task A_database_outage_answers_503_with_retry_after_and_the_service_recovers_without_restart_losing_nothing()
     {
-        await using var server = await TestServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Pit:Storage:Provider"] = "Postgres",
-            ["Pit:Storage:ConnectionString"] = await database.CreateDatabaseAsync(),
-            ["Pit:Processing:BatchSize"] = "16",
-        });
+        var logs = new CapturingLoggerProvider();
+        await using var server = await TestServer.StartAsync(
+            new Dictionary<string, string?>
+            {
+                ["Pit:Storage:Provider"] = "Postgres",
+                ["Pit:Storage:ConnectionString"] = await database.CreateDatabaseAsync(),
+                ["Pit:Processing:BatchSize"] = "16",
+            },
+            configure: logs.AddTo);
         var accepted = new ConcurrentBag<(string Fnr, Uri StatusUrl)>();
         var unavailable = new ConcurrentBag<(string? RetryAfter, string Body)>();
         var unexpected = new ConcurrentBag<string>();
@@ -88,10 +91,29 @@ public sealed class PostgresOutageUnderLoadTests(PostgresServer database) : ICla
 
         Assert.Equal(stored.Count, stored.Distinct().Count());
         Assert.Subset(stored.ToHashSet(), accepted.Select(a => a.Fnr).ToHashSet());
+        AssertOneWarningPerTransition(logs);
         foreach (var client in clients)
         {
             client.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The outage shows in the log as one warning per store loop when it starts failing (event 60, exception type and
+    /// message, no stack trace) and at most one when it succeeds again (event 61); nothing of the server's own at
+    /// Warning or above carries a stack trace, however many retries and refused requests the outage caused.
+    /// </summary>
+    private static void AssertOneWarningPerTransition(CapturingLoggerProvider logs)
+    {
+        var server = logs.Entries.Where(e => e.Category.StartsWith("Pit.Server", StringComparison.Ordinal)).ToList();
+        var started = server.Where(e => e.EventId == 60).GroupBy(e => e.Category).ToList();
+        Assert.NotEmpty(started);
+        Assert.All(started, g => Assert.Single(g));
+        Assert.All(server.Where(e => e.EventId == 61).GroupBy(e => e.Category), g => Assert.Single(g));
+        var processor = typeof(Pit.Server.Processing.SubmissionProcessor).FullName!;
+        Assert.Single(server, e => e.EventId == 60 && e.Category == processor);
+        Assert.Single(server, e => e.EventId == 61 && e.Category == processor);
+        Assert.DoesNotContain(server, e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Warning && e.Exception is not null);
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)

@@ -43,7 +43,7 @@ internal sealed partial class PostgresPitStore
             {
                 // A set-based statement failed and the database does not say for which submission. Redo the batch
                 // one submission at a time, each under a savepoint, so the failure is charged to its own submission.
-                _logger.LogWarning(ex, "Set-based apply failed ({SqlState}); applying this batch one submission at a time.", ex.SqlState);
+                _logger.LogWarning("Set-based apply failed ({SqlState}); applying this batch one submission at a time.", ex.SqlState);
                 return await ApplyBatchAsync(maxCount, oneByOne: true, cancellationToken);
             }
         }
@@ -260,16 +260,16 @@ internal sealed partial class PostgresPitStore
     private SubmissionMark FailedAttempt(long sequence, int previousAttempts, Exception ex, long now)
     {
         var attempts = previousAttempts + 1;
-        // Type names only: exception messages may quote health data.
+        // Type names only, in the row and in the log: exception messages may quote health data.
         var error = ex is PostgresException pg ? $"{ex.GetType().Name} {pg.SqlState}" : ex.GetType().Name;
         if (attempts >= _options.MaxApplyAttempts)
         {
-            _logger.LogError(ex, "Submission {Sequence} failed for good after {Attempts} attempts.", sequence, attempts);
+            _logger.LogError("Submission {Sequence} failed for good after {Attempts} attempts: {Error}.", sequence, attempts, error);
             return new SubmissionMark(sequence, SubmissionState.Failed, now, null, null,
                 $"Processing failed after {attempts} attempts: {error}.", attempts, null, error);
         }
 
-        _logger.LogWarning(ex, "Submission {Sequence} could not be applied (attempt {Attempts}); will retry.", sequence, attempts);
+        _logger.LogWarning("Submission {Sequence} could not be applied (attempt {Attempts}): {Error}; will retry.", sequence, attempts, error);
         var delay = Math.Min(
             _options.ApplyRetryDelay.Ticks * (1L << Math.Min(attempts - 1, 20)),
             _options.ApplyRetryMaxDelay.Ticks) / TimeSpan.TicksPerMicrosecond;

@@ -18,7 +18,7 @@ namespace Pit.Server.Storage.Postgres;
 /// </para>
 /// Bound: at most <see cref="QueueCapacity"/> proofs wait for the writer; further requests wait for room.
 /// </summary>
-internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsyncDisposable
+internal sealed class PostgresDpopReplayCache : IDpopReplayCache, IAsyncDisposable
 {
     /// <summary>Most proofs one statement inserts.</summary>
     public const int MaxBatch = 512;
@@ -35,7 +35,7 @@ internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsync
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly TimeProvider _time;
-    private readonly ILogger<PostgresDpopReplayCache> _logger;
+    private readonly StoreOutageLog _outage;
     private readonly Channel<Pending> _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(QueueCapacity)
     {
         SingleReader = true,
@@ -48,7 +48,7 @@ internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsync
     {
         _dataSource = dataSource;
         _time = time;
-        _logger = logger;
+        _outage = new(logger, "Recording DPoP proofs against replay (their requests are answered 503)", time);
         _writer = Task.Run(WriteLoopAsync);
     }
 
@@ -101,6 +101,7 @@ internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsync
             try
             {
                 var inserted = await InsertWithRetryAsync(batch.Values);
+                _outage.Succeeded();
                 foreach (var (key, item) in batch)
                 {
                     item.Completion.TrySetResult(inserted.Contains(key));
@@ -109,7 +110,7 @@ internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsync
             catch (Exception ex)
             {
                 // Fail closed: a proof that cannot be recorded is not accepted (the request is answered 503).
-                LogUnavailable(_logger, ex, batch.Count);
+                _outage.Failed(ex);
                 var failure = new ReplayCacheUnavailableException("The DPoP replay cache cannot be reached.", ex);
                 foreach (var item in batch.Values)
                 {
@@ -159,8 +160,6 @@ internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsync
         return new Guid(bytes, bigEndian: true);
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The DPoP replay cache in PostgreSQL cannot be reached; refusing {Count} proofs")]
-    private static partial void LogUnavailable(ILogger logger, Exception exception, int count);
 
     private sealed class Pending(Guid key, long expiresAt)
     {
@@ -176,10 +175,12 @@ internal sealed partial class PostgresDpopReplayCache : IDpopReplayCache, IAsync
 /// Deletes expired replay-cache entries every 30 seconds, in chunks so no single statement grows large. Every
 /// instance runs one; several at once is harmless.
 /// </summary>
-internal sealed partial class PostgresDpopReplayCleanup(PostgresDpopReplayCache cache, TimeProvider time, ILogger<PostgresDpopReplayCleanup> logger)
+internal sealed class PostgresDpopReplayCleanup(PostgresDpopReplayCache cache, TimeProvider time, ILogger<PostgresDpopReplayCleanup> logger)
     : BackgroundService
 {
     private const int Chunk = 10_000;
+
+    private readonly StoreOutageLog _outage = new(logger, "Deleting expired DPoP replay entries (every 30 s)", time);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -193,10 +194,12 @@ internal sealed partial class PostgresDpopReplayCleanup(PostgresDpopReplayCache 
                     while (await cache.RemoveExpiredAsync(Chunk, stoppingToken) == Chunk)
                     {
                     }
+
+                    _outage.Succeeded();
                 }
                 catch (NpgsqlException ex)
                 {
-                    LogSweepFailed(logger, ex);
+                    _outage.Failed(ex);
                 }
             }
         }
@@ -205,6 +208,4 @@ internal sealed partial class PostgresDpopReplayCleanup(PostgresDpopReplayCache 
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Deleting expired DPoP replay entries failed; trying again in 30 seconds")]
-    private static partial void LogSweepFailed(ILogger logger, Exception exception);
 }

@@ -7,8 +7,10 @@ namespace Pit.Server.Storage.Postgres;
 /// (comma separated; <c>*</c> when they would not fit a payload), and wakes this instance's waiters at once. Every
 /// instance's <see cref="PostgresFeedListener"/> hears it and wakes its own.
 /// </summary>
-internal sealed partial class PostgresFeedNotifier(NpgsqlDataSource dataSource, FeedChangeHub hub, ILogger<PostgresFeedNotifier> logger) : IFeedChangeNotifier
+internal sealed class PostgresFeedNotifier(NpgsqlDataSource dataSource, FeedChangeHub hub, TimeProvider time, ILogger<PostgresFeedNotifier> logger) : IFeedChangeNotifier
 {
+    private readonly StoreOutageLog _outage = new(logger, "Notifying other instances of applied submissions", time);
+
     /// <summary>The notification channel.</summary>
     public const string Channel = "pit_feed";
 
@@ -32,16 +34,15 @@ internal sealed partial class PostgresFeedNotifier(NpgsqlDataSource dataSource, 
             await using var command = dataSource.CreateCommand($"SELECT pg_notify('{Channel}', $1);");
             command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = payload });
             await command.ExecuteNonQueryAsync(cancellationToken);
+            _outage.Succeeded();
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
         {
             // Waiters on other instances then answer at their timeout; the batch itself is committed.
-            LogNotifyFailed(logger, ex);
+            _outage.Failed(ex);
         }
     }
 
-    [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "Could not notify other instances of applied submissions")]
-    private static partial void LogNotifyFailed(ILogger logger, Exception exception);
 }
 
 /// <summary>
@@ -50,9 +51,11 @@ internal sealed partial class PostgresFeedNotifier(NpgsqlDataSource dataSource, 
 /// wakes every waiter, since notifications sent while it was not listening are lost. A quiet connection is probed
 /// now and then, so a silently dropped one is noticed.
 /// </summary>
-internal sealed partial class PostgresFeedListener(
+internal sealed class PostgresFeedListener(
     NpgsqlDataSource dataSource, FeedChangeHub hub, TimeProvider time, ILogger<PostgresFeedListener> logger) : BackgroundService
 {
+    private readonly StoreOutageLog _outage = new(logger, "Listening for feed changes (LISTEN)", time);
+
     private static readonly TimeSpan ProbeInterval = TimeSpan.FromSeconds(30);
 
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -87,7 +90,7 @@ internal sealed partial class PostgresFeedListener(
             {
                 _failures++;
                 var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 100 * Math.Pow(2, Math.Min(_failures, 7))));
-                LogListenFailed(logger, ex, delay);
+                _outage.Failed(ex);
                 try
                 {
                     await Task.Delay(delay, time, stoppingToken);
@@ -109,6 +112,7 @@ internal sealed partial class PostgresFeedListener(
         }
 
         _failures = 0;
+        _outage.Succeeded();
         hub.WakeAll();
         _listening.TrySetResult();
         while (true)
@@ -153,6 +157,4 @@ internal sealed partial class PostgresFeedListener(
         }
     }
 
-    [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Listening for feed changes failed; reconnecting in {Delay}")]
-    private static partial void LogListenFailed(ILogger logger, Exception exception, TimeSpan delay);
 }
