@@ -1,4 +1,3 @@
-using System.Reflection;
 using Microsoft.Extensions.Options;
 using Pit.HelseIdStandIn;
 using Pit.Server.Fhir;
@@ -17,10 +16,6 @@ internal sealed partial class StartupLog(
     IHostApplicationLifetime lifetime, IOptions<StorageOptions> storage, IOptions<StandInOptions> standIn, IOptions<PitOptions> pit,
     ILogger<StartupLog> logger) : IHostedService
 {
-    /// <summary>The assembly's informational version: the release and, after a <c>+</c>, the commit it was built from.</summary>
-    public static string Version { get; } =
-        typeof(StartupLog).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
-
     public Task StartAsync(CancellationToken cancellationToken)
     {
         // After every hosted service started (the schema is migrated or checked by then) and Kestrel listens.
@@ -28,7 +23,7 @@ internal sealed partial class StartupLog(
         {
             var engine = storage.Value.Provider;
             var schema = engine == "Postgres" ? PostgresSchema.LatestVersion : SqliteSchema.Version;
-            LogStarted(logger, Version, engine, schema, standIn.Value.Enabled, pit.Value.PublicBaseUrl ?? "(from each request's Host)");
+            LogStarted(logger, ServerVersion.Value, engine, schema, standIn.Value.Enabled, pit.Value.PublicBaseUrl ?? "(from each request's Host)");
         });
         return Task.CompletedTask;
     }
