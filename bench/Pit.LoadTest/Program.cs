@@ -13,7 +13,8 @@ using Pit.TestSupport;
 //   dotnet run -c Release --project bench/Pit.LoadTest -- get 20 32 [seedPatients]
 //   dotnet run -c Release --project bench/Pit.LoadTest -- pages 1000000     (seed directly, then time feed pages)
 //   dotnet run -c Release --project bench/Pit.LoadTest -- stalled [readers=8] [patients=30] [patientBytes=880000]
-//       [--server-dll path/Pit.Server.dll]     (readers that never read a large page: the server's memory; StalledReaders.cs)
+//       (readers that never read a large page: the server's memory; StalledReaders.cs)
+// --server-dll path/Pit.Server.dll runs another build of the server (e.g. an earlier commit's) under this harness.
 //   dotnet run -c Release --project bench/Pit.LoadTest -- seed 1000000 --postgres "..." | --sqlite path/pit.db
 //   dotnet run -c Release --project bench/Pit.LoadTest -- soak [--minutes 10 | --seconds N] [--clients 64]
 //       [--connections 32] [--interval 10] [--postgres-start] [--no-thresholds]     (see Soak.cs)
@@ -72,7 +73,8 @@ if (connectionString is not null)
     settings["Pit:Storage:ConnectionString"] = connectionString;
 }
 
-var serverDll = typeof(Pit.Server.PitApp).Assembly.Location;
+// --server-dll path/Pit.Server.dll measures another build of the server (e.g. an earlier commit's) with this harness.
+var serverDll = Option("--server-dll") is { } otherDll ? Path.GetFullPath(otherDll) : typeof(Pit.Server.PitApp).Assembly.Location;
 var data = Directory.CreateTempSubdirectory("pit-load-").FullName;
 try
 {
@@ -108,11 +110,9 @@ try
 
     if (mode == "stalled")
     {
-        // Readers that ask for a _count=50 page of ~880 KB Patients and never read it (StalledReaders.cs); --server-dll
-        // measures another build (e.g. one from before search pages were streamed).
-        var dll = Option("--server-dll") is { } other ? Path.GetFullPath(other) : serverDll;
-        await using var stalledServer = await ServerProcess.StartAsync(dll, data, settings);
-        Console.WriteLine($"server {dll}, {engine}; load average before: {FeedPages.LoadAverage()}");
+        // Readers that ask for a _count=50 page of ~880 KB Patients and never read it (StalledReaders.cs).
+        await using var stalledServer = await ServerProcess.StartAsync(serverDll, data, settings);
+        Console.WriteLine($"server {serverDll}, {engine}; load average before: {FeedPages.LoadAverage()}");
         var result = await StalledReaders.RunAsync(stalledServer, Positional(0, 8), Positional(1, 30), Positional(2, 880_000), Console.Out);
         Console.WriteLine($"load average after: {FeedPages.LoadAverage()}");
         Console.WriteLine($"page {result.PageBytes} bytes ({result.PageEntries} entries of {result.PatientBytes} bytes); " +
