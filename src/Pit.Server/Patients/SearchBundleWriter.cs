@@ -57,10 +57,10 @@ internal static class SearchBundleWriter
                 WriteSearchMode(writer, "match"u8);
                 writer.WriteEndObject();
 
-                // Hands the entry to the pipe, and waits there whenever the client is FlushBytes or more behind.
-                writer.Flush();
-                if (writer.BytesCommitted - flushed >= FlushBytes)
+                // Every FlushBytes or so: hands what is written to the pipe and sends it, waiting while the client is behind.
+                if (writer.BytesCommitted + writer.BytesPending - flushed >= FlushBytes)
                 {
+                    writer.Flush();
                     flushed = writer.BytesCommitted;
                     if (!await FlushAsync(output, cancellationToken))
                     {
