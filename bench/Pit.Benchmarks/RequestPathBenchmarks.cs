@@ -23,6 +23,7 @@ public class RequestPathBenchmarks
     private byte[] _body = [];
     private byte[] _content = [];
     private List<PatientRecord> _page = [];
+    private readonly MemoryStream _bundle = new();
 
     [GlobalSetup]
     public async Task SetupAsync()
@@ -42,7 +43,14 @@ public class RequestPathBenchmarks
     public byte[] ComposeStoredJson() => PatientJson.Compose(_content, "0123456789abcdef0123456789abcdef", 7, 1_760_000_000_000_000, "974762501");
 
     [Benchmark(Description = "searchset Bundle of 20 Patients")]
-    public byte[] WriteBundle() => SearchBundleWriter.Write("http://localhost/v1/Patient/", "http://localhost/v1/Patient?_count=20", null, _page, 20, null);
+    public async Task<long> WriteBundle()
+    {
+        _bundle.Position = 0;
+        var output = System.IO.Pipelines.PipeWriter.Create(_bundle, new System.IO.Pipelines.StreamPipeWriterOptions(leaveOpen: true));
+        await SearchBundleWriter.WriteAsync(output, "http://localhost/v1/Patient/", "http://localhost/v1/Patient?_count=20", null, _page, null, CancellationToken.None);
+        await output.CompleteAsync();
+        return _bundle.Position;
+    }
 
     private Task<SubmissionReadResult> ReadAsync()
     {

@@ -59,10 +59,10 @@ internal static class FeedPages
 
         Console.WriteLine($"load average after: {LoadAverage()}");
 
-        // The server asks for Limit + 1 rows to know whether there is a next page.
+        // The query asks for Limit + 1 rows (KeysetQuery) to know whether there is a next page.
         var tenant = FeedSeeder.Tenant;
-        var firstQuery = new PatientPageQuery(tenant, false, null, null, null, 21);
-        var deepQuery = new PatientPageQuery(tenant, false, feed.TimestampOf(deepRow - 1), null, deepLast, 21);
+        var firstQuery = new PatientPageQuery(tenant, false, null, null, null, 20);
+        var deepQuery = new PatientPageQuery(tenant, false, feed.TimestampOf(deepRow - 1), null, deepLast, 20);
         foreach (var (name, query) in new[] { ("first page", firstQuery), ("cursor page deep in the feed", deepQuery) })
         {
             Console.WriteLine($"plan, {name}:");
@@ -160,5 +160,5 @@ internal static class FeedPages
 
     private static string Instant(long micros) => Uri.EscapeDataString(FeedTime.Format(micros));
 
-    private static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
+    internal static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
 }

@@ -12,6 +12,9 @@ using Pit.TestSupport;
 //   dotnet run -c Release --project bench/Pit.LoadTest -- post 20 32
 //   dotnet run -c Release --project bench/Pit.LoadTest -- get 20 32 [seedPatients]
 //   dotnet run -c Release --project bench/Pit.LoadTest -- pages 1000000     (seed directly, then time feed pages)
+//   dotnet run -c Release --project bench/Pit.LoadTest -- stalled [readers=8] [patients=30] [patientBytes=880000]
+//       (readers that never read a large page: the server's memory; StalledReaders.cs)
+// --server-dll path/Pit.Server.dll runs another build of the server (e.g. an earlier commit's) under this harness.
 //   dotnet run -c Release --project bench/Pit.LoadTest -- seed 1000000 --postgres "..." | --sqlite path/pit.db
 //   dotnet run -c Release --project bench/Pit.LoadTest -- soak [--minutes 10 | --seconds N] [--clients 64]
 //       [--connections 32] [--interval 10] [--postgres-start] [--no-thresholds]     (see Soak.cs)
@@ -70,7 +73,8 @@ if (connectionString is not null)
     settings["Pit:Storage:ConnectionString"] = connectionString;
 }
 
-var serverDll = typeof(Pit.Server.PitApp).Assembly.Location;
+// --server-dll path/Pit.Server.dll measures another build of the server (e.g. an earlier commit's) with this harness.
+var serverDll = Option("--server-dll") is { } otherDll ? Path.GetFullPath(otherDll) : typeof(Pit.Server.PitApp).Assembly.Location;
 var data = Directory.CreateTempSubdirectory("pit-load-").FullName;
 try
 {
@@ -101,6 +105,19 @@ try
         var seeder = new FeedSeeder(connectionString, Path.Combine(data, "pit.db"), FeedSeeder.Tenant);
         var seeded = await seeder.SeedAsync(count);
         await FeedPages.MeasureAsync(pageServer, seeder, seeded, engine, Positional(1, 200));
+        return;
+    }
+
+    if (mode == "stalled")
+    {
+        // Readers that ask for a _count=50 page of ~880 KB Patients and never read it (StalledReaders.cs).
+        await using var stalledServer = await ServerProcess.StartAsync(serverDll, data, settings);
+        Console.WriteLine($"server {serverDll}, {engine}; load average before: {FeedPages.LoadAverage()}");
+        var result = await StalledReaders.RunAsync(stalledServer, Positional(0, 8), Positional(1, 30), Positional(2, 880_000), Console.Out);
+        Console.WriteLine($"load average after: {FeedPages.LoadAverage()}");
+        Console.WriteLine($"page {result.PageBytes} bytes ({result.PageEntries} entries of {result.PatientBytes} bytes); " +
+            $"RSS {result.BaselineRss / 1e6:F0} -> {result.StalledRss / 1e6:F0} MB with {result.Readers} stalled readers " +
+            $"({result.GrowthPerReader / 1e6:F1} MB each); other organisation {(int)result.OtherOrganisationStatus} in {result.OtherOrganisationSeconds:F2} s");
         return;
     }
 

@@ -3,8 +3,8 @@ using Pit.Server.Storage;
 
 namespace Pit.Server.Feed;
 
-/// <summary>The rows of a search, and whether the search was admitted to wait for them.</summary>
-internal sealed record FeedPollResult(IReadOnlyList<PatientRecord> Rows, bool Waited);
+/// <summary>The page a search found, and whether the search was admitted to wait for it.</summary>
+internal sealed record FeedPollResult(PatientPage Page, bool Waited);
 
 /// <summary>
 /// Holds a search whose page is empty until the caller's feed changes or the wait runs out, without a thread: the
@@ -20,7 +20,7 @@ internal sealed class FeedLongPoll(FeedChangeHub hub, FeedWaiterLimits limits, T
     /// change of the caller's feed and runs it again. Over the waiter limits, or at shutdown, answers at once.
     /// </summary>
     public async Task<FeedPollResult> SearchAsync(
-        PitCaller caller, TimeSpan wait, Func<CancellationToken, Task<IReadOnlyList<PatientRecord>>> query, CancellationToken cancellationToken)
+        PitCaller caller, TimeSpan wait, Func<CancellationToken, Task<PatientPage>> query, CancellationToken cancellationToken)
     {
         if (wait <= TimeSpan.Zero)
         {
@@ -40,11 +40,11 @@ internal sealed class FeedLongPoll(FeedChangeHub hub, FeedWaiterLimits limits, T
         {
             // Subscribe before querying: a batch that commits after the query has started still wakes this waiter.
             using var subscription = hub.Subscribe(caller.ReadScope);
-            var rows = await query(cancellationToken);
+            var page = await query(cancellationToken);
             var remaining = wait - time.GetElapsedTime(started);
-            if (rows.Count > 0 || remaining <= TimeSpan.Zero || stopping.IsCancellationRequested)
+            if (page.Rows.Count > 0 || remaining <= TimeSpan.Zero || stopping.IsCancellationRequested)
             {
-                return new(rows, true);
+                return new(page, true);
             }
 
             try

@@ -22,6 +22,22 @@ internal static class FhirResults
         return context.Response.Body.WriteAsync(json, context.RequestAborted).AsTask();
     }
 
+    /// <summary>
+    /// The one place a streamed FHIR JSON body is written: status and content type, then <paramref name="write"/>
+    /// writes to the response's <see cref="System.IO.Pipelines.PipeWriter"/> as it goes (chunked, no length known ahead).
+    /// </summary>
+    public static System.Threading.Tasks.Task WriteJsonStreamAsync(
+        HttpContext context, Func<System.IO.Pipelines.PipeWriter, CancellationToken, System.Threading.Tasks.Task> write, int status)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = ContentType;
+        return write(context.Response.BodyWriter, context.RequestAborted);
+    }
+
+    /// <summary>200 with FHIR JSON of a <typeparamref name="TResource"/> written by <paramref name="write"/> straight to the response.</summary>
+    public static FhirOkStream<TResource> OkStream<TResource>(Func<System.IO.Pipelines.PipeWriter, CancellationToken, System.Threading.Tasks.Task> write)
+        where TResource : Resource => new(write);
+
     /// <summary>200 with ready-to-send FHIR JSON of a <typeparamref name="TResource"/>.</summary>
     public static FhirOk<TResource> Ok<TResource>(byte[] json)
         where TResource : Resource => new(json);
@@ -57,6 +73,20 @@ internal sealed class FhirOk<TResource>(byte[] json) : IResult, IEndpointMetadat
     where TResource : Resource
 {
     public System.Threading.Tasks.Task ExecuteAsync(HttpContext httpContext) => FhirResults.WriteJsonAsync(httpContext, json, StatusCodes.Status200OK);
+
+    public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder) =>
+        builder.Metadata.Add(new FhirResponseMetadata(StatusCodes.Status200OK, FhirResults.TypeName<TResource>()));
+}
+
+/// <summary>
+/// 200 OK with a <typeparamref name="TResource"/> in FHIR JSON that is written to the response as it is produced
+/// (a searchset Bundle, entry by entry), so a large answer never sits whole in memory.
+/// </summary>
+internal sealed class FhirOkStream<TResource>(Func<System.IO.Pipelines.PipeWriter, CancellationToken, System.Threading.Tasks.Task> write)
+    : IResult, IEndpointMetadataProvider
+    where TResource : Resource
+{
+    public System.Threading.Tasks.Task ExecuteAsync(HttpContext httpContext) => FhirResults.WriteJsonStreamAsync(httpContext, write, StatusCodes.Status200OK);
 
     public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder) =>
         builder.Metadata.Add(new FhirResponseMetadata(StatusCodes.Status200OK, FhirResults.TypeName<TResource>()));

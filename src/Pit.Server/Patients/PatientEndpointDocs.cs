@@ -64,7 +64,9 @@ internal static class PatientEndpointDocs
                 "May appear twice, a lower and an upper bound. Not combinable with cursor.",
                 new OpenApiSchema { Type = JsonSchemaType.Array, Items = new OpenApiSchema { Type = JsonSchemaType.String, Pattern = "^(gt|ge|lt|le)\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$" }, MaxItems = 2 }));
             operation.Parameters.Add(Query("_count",
-                $"Page size, {1} to {PatientSearchQuery.MaxCount}; default {PatientSearchQuery.DefaultCount}. With cursor, overrides the cursor's page size.",
+                $"Page size, {1} to {PatientSearchQuery.MaxCount}; default {PatientSearchQuery.DefaultCount}. With cursor, overrides the cursor's page size. " +
+                "A page may hold fewer: it also ends before the Patient that would take it past the server's byte cap " +
+                "(Pit:Search:MaxPageBytes, 4 MiB by default), and its next link continues there.",
                 new OpenApiSchema { Type = JsonSchemaType.Integer, Minimum = "1", Maximum = PatientSearchQuery.MaxCount.ToString(System.Globalization.CultureInfo.InvariantCulture), Default = PatientSearchQuery.DefaultCount }));
             operation.Parameters.Add(Query("_sort",
                 "_lastUpdated (oldest first, the default) or -_lastUpdated (newest first).",

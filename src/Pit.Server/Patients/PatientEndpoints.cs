@@ -22,6 +22,8 @@ internal static partial class PatientEndpoints
     public static IServiceCollection AddPitPatients(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<ValidationOptions>().Bind(configuration.GetSection("Pit:Validation"));
+        services.AddOptions<SearchOptions>().Bind(configuration.GetSection("Pit:Search")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<SearchOptions>, SearchOptionsValidator>();
         services.AddSingleton<PatientSubmissionReader>();
         services.AddSingleton<SearchCursorProtector>();
         return services;
@@ -72,9 +74,9 @@ internal static partial class PatientEndpoints
         return FhirResults.Accepted<OperationOutcome>(AcceptedOutcome.Value);
     }
 
-    private static async Task<Results<FhirOk<Bundle>, BadRequest>> SearchAsync(
+    private static async Task<Results<FhirOkStream<Bundle>, BadRequest>> SearchAsync(
         HttpContext context, PitCaller caller, IPatientFeedStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
-        PublicBaseUrl baseUrl, TimeProvider time, FeedLongPoll longPoll, IOptions<FeedOptions> feedOptions)
+        PublicBaseUrl baseUrl, TimeProvider time, FeedLongPoll longPoll, IOptions<FeedOptions> feedOptions, IOptions<SearchOptions> searchOptions)
     {
         var request = context.Request;
         var prefer = PreferHeader.Parse(request.Headers["Prefer"]);
@@ -100,6 +102,7 @@ internal static partial class PatientEndpoints
 
         var scope = caller.ReadScope ?? SearchCursor.AllOrganisations;
         var root = baseUrl.For(request) + "/v1/Patient";
+        var maxBytes = searchOptions.Value.MaxPageBytes;
         PatientPageQuery page;
         string self;
         if (search.Cursor is { } cursorText)
@@ -112,7 +115,7 @@ internal static partial class PatientEndpoints
             }
 
             var count = search.Count ?? cursor.Count;
-            page = new PatientPageQuery(caller.ReadScope, cursor.Descending, cursor.From, cursor.To, cursor.After, count);
+            page = new PatientPageQuery(caller.ReadScope, cursor.Descending, cursor.From, cursor.To, cursor.After, count, maxBytes);
             self = QueryHelpers.AddQueryString(root, "cursor", cursorText);
             if (search.Count is not null)
             {
@@ -122,7 +125,7 @@ internal static partial class PatientEndpoints
         else
         {
             var count = search.Count ?? PatientSearchQuery.DefaultCount;
-            page = new PatientPageQuery(caller.ReadScope, search.Descending, search.From, search.To, null, count);
+            page = new PatientPageQuery(caller.ReadScope, search.Descending, search.From, search.To, null, count, maxBytes);
             var parameters = search.LastUpdated.Select(v => new KeyValuePair<string, string?>("_lastUpdated", v)).ToList();
             parameters.Add(new("_count", count.ToString(CultureInfo.InvariantCulture)));
             parameters.Add(new("_sort", search.Descending ? "-_lastUpdated" : "_lastUpdated"));
@@ -131,17 +134,19 @@ internal static partial class PatientEndpoints
 
         // Prefer: wait=N holds a search whose page is empty until the feed changes (Feed/FeedLongPoll.cs); any search, cursor or not.
         var wait = prefer.Wait(feedOptions.Value.MaxWait);
-        var polled = await longPoll.SearchAsync(caller, wait, ct => store.SearchAsync(page with { Limit = page.Limit + 1 }, ct), context.RequestAborted);
+        var polled = await longPoll.SearchAsync(caller, wait, ct => store.SearchAsync(page, ct), context.RequestAborted);
         if (polled.Waited)
         {
             context.Response.Headers["Preference-Applied"] = $"wait={(int)wait.TotalSeconds}";
         }
 
-        var rows = polled.Rows;
+        // A page ends at _count rows or at the byte cap, whichever comes first; the next link continues after its last row
+        // and asks for the same _count.
+        var rows = polled.Page.Rows;
         string? next = null;
-        if (rows.Count > page.Limit)
+        if (polled.Page.More)
         {
-            var last = rows[page.Limit - 1];
+            var last = rows[^1];
             var cursor = new SearchCursor(page.Descending, page.Limit, page.From, page.To, new PagePosition(last.LastUpdated, last.Id), scope);
             next = QueryHelpers.AddQueryString(root, "cursor", await protector.ProtectAsync(cursor));
         }
@@ -161,9 +166,8 @@ internal static partial class PatientEndpoints
 
         var ignoredOutcome = warnings.Count > 0 ? fhirJson.Serialize(new OperationOutcome { Issue = warnings }) : null;
 
-        var returned = rows.Take(page.Limit).ToList();
-        audit.Record(Audit(time, "search", caller, null, string.Join(',', returned.Select(r => r.Id)), StatusCodes.Status200OK, "ok"));
-        return FhirResults.Ok<Bundle>(SearchBundleWriter.Write(root + "/", self, next, returned, page.Limit, ignoredOutcome));
+        audit.Record(Audit(time, "search", caller, null, string.Join(',', rows.Select(r => r.Id)), StatusCodes.Status200OK, "ok"));
+        return FhirResults.OkStream<Bundle>((output, ct) => SearchBundleWriter.WriteAsync(output, root + "/", self, next, rows, ignoredOutcome, ct));
     }
 
     private static async Task<Results<FhirOk<Patient>, NotFound>> ReadAsync(

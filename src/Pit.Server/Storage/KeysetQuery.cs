@@ -3,7 +3,9 @@ namespace Pit.Server.Storage;
 /// <summary>
 /// The keyset page query every engine runs: bounds on last_updated, a row comparison on (last_updated, id) after
 /// the last row returned, and ORDER BY the same columns, so it is a range scan on (last_updated, id), or on
-/// (tenant, last_updated, id) when the tenant is fixed. Engines differ only in how parameters are written.
+/// (tenant, last_updated, id) when the tenant is fixed. Engines differ only in how parameters are written. Each row
+/// carries the byte length of its JSON ahead of the JSON, so the reader can stop at the page's byte cap
+/// (<see cref="StoredRows.PatientPageAsync"/>) without loading the row that does not fit.
 /// </summary>
 internal static class KeysetQuery
 {
@@ -36,9 +38,10 @@ internal static class KeysetQuery
         }
 
         var direction = query.Descending ? "DESC" : "ASC";
+        // One row past the limit tells whether a next page exists; StoredRows.PatientPageAsync reads its size, not its JSON.
         return string.Concat(
-            $"SELECT {StoredRows.PatientColumns} FROM patients",
+            $"SELECT {StoredRows.PatientPageColumns} FROM patients",
             where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "",
-            $" ORDER BY last_updated {direction}, id {direction} LIMIT {parameter(query.Limit)};");
+            $" ORDER BY last_updated {direction}, id {direction} LIMIT {parameter(query.Limit + 1)};");
     }
 }

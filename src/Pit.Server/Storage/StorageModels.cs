@@ -80,9 +80,17 @@ internal sealed record PatientRecord(string Id, string Tenant, int Version, long
 /// <summary>
 /// One keyset page. Bounds are on lastUpdated in microseconds: <see cref="From"/> inclusive, <see cref="To"/>
 /// exclusive. <see cref="After"/> is the (lastUpdated, id) of the last row already returned, in the sort direction.
+/// A page holds at most <see cref="Limit"/> rows, and rows whose JSON comes to at most <see cref="MaxBytes"/> bytes
+/// in total; its first row is returned whatever its size, so a Patient larger than the cap is served alone.
 /// </summary>
 internal sealed record PatientPageQuery(
-    string? Tenant, bool Descending, long? From, long? To, PagePosition? After, int Limit);
+    string? Tenant, bool Descending, long? From, long? To, PagePosition? After, int Limit, long MaxBytes = long.MaxValue);
+
+/// <summary>
+/// The rows of one keyset page, in order, and whether more rows follow the last of them (cut by the count or by the
+/// byte cap), so the caller knows to give a <c>next</c> link.
+/// </summary>
+internal sealed record PatientPage(IReadOnlyList<PatientRecord> Rows, bool More);
 
 /// <summary>The position of a row in the feed.</summary>
 internal readonly record struct PagePosition(long LastUpdated, string Id);

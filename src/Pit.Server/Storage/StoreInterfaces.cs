@@ -64,9 +64,11 @@ internal interface IPatientFeedStore
 
     /// <summary>
     /// One keyset page of current Patient versions, ordered by (lastUpdated, id) ascending or descending,
-    /// at most <see cref="PatientPageQuery.Limit"/> rows. Cost must not grow with the depth of the page.
+    /// at most <see cref="PatientPageQuery.Limit"/> rows and <see cref="PatientPageQuery.MaxBytes"/> bytes of JSON
+    /// (the first row whatever its size), and whether rows follow. Cost must not grow with the depth of the page, and
+    /// the JSON of a row that does not fit is never loaded: memory is bounded by the cap plus one row.
     /// </summary>
-    Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken);
+    Task<PatientPage> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken);
 }
 
 /// <summary>Secrets shared by every instance over one store.</summary>

@@ -1,3 +1,4 @@
+using System.Data;
 using System.Data.Common;
 using System.Globalization;
 
@@ -38,17 +39,37 @@ internal static class StoredRows
     public static PatientRecord Patient(DbDataReader reader) =>
         new(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), reader.GetFieldValue<byte[]>(4));
 
-    /// <summary>Runs <paramref name="command"/> (a select of <see cref="PatientColumns"/>) and reads every row.</summary>
-    public static async Task<IReadOnlyList<PatientRecord>> PatientsAsync(DbCommand command, int expected, CancellationToken cancellationToken)
+    /// <summary>The columns of a keyset page (<see cref="KeysetQuery"/>): the Patient columns with the JSON's byte length before the JSON.</summary>
+    public const string PatientPageColumns = "id, tenant, version, last_updated, CAST(length(json) AS BIGINT), json";
+
+    /// <summary>
+    /// Runs <paramref name="command"/> (a <see cref="KeysetQuery"/> for <paramref name="query"/>) and reads rows while
+    /// they fit the page: up to <see cref="PatientPageQuery.Limit"/> rows whose JSON comes to at most
+    /// <see cref="PatientPageQuery.MaxBytes"/> (the first row always). Columns are read in order (sequential access):
+    /// a row's size is looked at before its JSON, and the JSON of the row that does not fit is never loaded.
+    /// </summary>
+    public static async Task<PatientPage> PatientPageAsync(DbCommand command, PatientPageQuery query, CancellationToken cancellationToken)
     {
-        var result = new List<PatientRecord>(expected);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var rows = new List<PatientRecord>(Math.Min(query.Limit, 64));
+        long bytes = 0;
+        await using var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            result.Add(Patient(reader));
+            var id = reader.GetString(0);
+            var tenant = reader.GetString(1);
+            var version = reader.GetInt32(2);
+            var lastUpdated = reader.GetInt64(3);
+            var size = reader.GetInt64(4);
+            if (rows.Count == query.Limit || (rows.Count > 0 && bytes + size > query.MaxBytes))
+            {
+                return new PatientPage(rows, More: true);
+            }
+
+            rows.Add(new PatientRecord(id, tenant, version, lastUpdated, reader.GetFieldValue<byte[]>(5)));
+            bytes += size;
         }
 
-        return result;
+        return new PatientPage(rows, More: false);
     }
 
     /// <summary>The audit columns every engine selects, in this order.</summary>

@@ -73,7 +73,7 @@ internal sealed class FailingFeedStore(IPatientFeedStore inner) : IPatientFeedSt
     public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
         throw new InvalidOperationException("simulated bug");
 
-    public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
+    public Task<PatientPage> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
 }
 
 /// <summary>The real secret store whose first <see cref="ReadsToFail"/> reads fail (a store blip).</summary>

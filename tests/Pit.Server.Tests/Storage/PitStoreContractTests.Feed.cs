@@ -21,7 +21,7 @@ public abstract partial class PitStoreContractTests
             time.Advance(TimeSpan.FromMilliseconds(i % 4 == 0 ? 0 : 3));
         }
 
-        var all = await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None);
+        var all = (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None)).Rows;
         Assert.Equal(30, all.Count);
         var from = all[5].LastUpdated;
         var to = all[24].LastUpdated;
@@ -38,7 +38,7 @@ public abstract partial class PitStoreContractTests
                     PagePosition? after = null;
                     while (true)
                     {
-                        var page = await store.Feed.SearchAsync(new PatientPageQuery(tenant, descending, lower, upper, after, 4), None);
+                        var page = (await store.Feed.SearchAsync(new PatientPageQuery(tenant, descending, lower, upper, after, 4), None)).Rows;
                         Assert.True(page.Count <= 4);
                         pages.AddRange(page.Select(p => p.Id));
                         if (page.Count < 4)
@@ -56,6 +56,92 @@ public abstract partial class PitStoreContractTests
     }
 
     [Fact]
+    public async Task A_page_ends_before_the_row_that_would_pass_its_byte_cap_and_the_next_page_starts_with_that_row()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var time = new ManualTimeProvider(Start);
+        var store = await db.OpenStoreAsync(time);
+        // Family names of these lengths make rows from about 300 bytes to about 20 KB; the cap is 4 KiB.
+        int[] padding = [100, 3000, 200, 200, 9000, 100, 2500, 2500, 100, 20000, 50, 50, 1000, 1000, 1000, 1000, 1000, 1000];
+        for (var i = 0; i < padding.Length; i++)
+        {
+            await store.Queue.AddSubmissionsAsync([Submissions.Create(TenantA, $"p{i}", family: new string('x', padding[i]))], None);
+            await store.Queue.ApplyPendingAsync(10, None);
+            time.Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        const long Cap = 4096;
+        const int Count = 3;
+        var all = (await store.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 50), None)).Rows;
+        Assert.Equal(padding.Length, all.Count);
+        foreach (var descending in new[] { false, true })
+        {
+            var ordered = descending ? all.Reverse().ToList() : [.. all];
+
+            // The rule, applied by hand: a page takes rows while they fit both the count and the cap, its first row always.
+            var expected = new List<List<string>>();
+            var current = new List<string>();
+            long bytes = 0;
+            foreach (var row in ordered)
+            {
+                if (current.Count == Count || (current.Count > 0 && bytes + row.Json.Length > Cap))
+                {
+                    expected.Add(current);
+                    current = [];
+                    bytes = 0;
+                }
+
+                current.Add(row.Id);
+                bytes += row.Json.Length;
+            }
+
+            expected.Add(current);
+            Assert.Contains(expected, page => page.Count == 1 && all.Single(r => r.Id == page[0]).Json.Length > Cap); // a row over the cap, alone
+            Assert.Contains(expected, page => page.Count < Count && page.Sum(id => all.Single(r => r.Id == id).Json.Length) <= Cap); // cut by bytes
+
+            var pages = new List<List<string>>();
+            PagePosition? after = null;
+            while (true)
+            {
+                var page = await store.Feed.SearchAsync(new PatientPageQuery(TenantA, descending, null, null, after, Count, Cap), None);
+                Assert.NotEmpty(page.Rows);
+                Assert.True(page.Rows.Count == 1 || page.Rows.Sum(r => (long)r.Json.Length) <= Cap);
+                Assert.All(page.Rows, r => Assert.Equal(all.Single(a => a.Id == r.Id).Json, r.Json));
+                pages.Add([.. page.Rows.Select(r => r.Id)]);
+                if (!page.More)
+                {
+                    break;
+                }
+
+                after = new PagePosition(page.Rows[^1].LastUpdated, page.Rows[^1].Id);
+            }
+
+            Assert.Equal(expected, pages);
+        }
+    }
+
+    [Fact]
+    public async Task A_page_says_whether_rows_follow_it()
+    {
+        await using var db = await CreateDatabaseAsync();
+        var store = await db.OpenStoreAsync();
+        var empty = await store.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 2), None);
+        Assert.Equal((0, false), (empty.Rows.Count, empty.More));
+        for (var i = 0; i < 4; i++)
+        {
+            await store.Queue.AddSubmissionsAsync([Submissions.Create(TenantA, $"p{i}")], None);
+        }
+
+        await store.Queue.ApplyPendingAsync(10, None);
+        var first = await store.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 2), None);
+        Assert.Equal((2, true), (first.Rows.Count, first.More));
+        var second = await store.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, new PagePosition(first.Rows[^1].LastUpdated, first.Rows[^1].Id), 2), None);
+        Assert.Equal((2, false), (second.Rows.Count, second.More));
+        var none = await store.Feed.SearchAsync(new PatientPageQuery(TenantB, false, null, null, null, 2), None);
+        Assert.Equal((0, false), (none.Rows.Count, none.More));
+    }
+
+    [Fact]
     public async Task LastUpdated_is_strictly_increasing_even_when_the_clock_stands_still_or_goes_back()
     {
         await using var db = await CreateDatabaseAsync();
@@ -69,7 +155,7 @@ public abstract partial class PitStoreContractTests
             await store.Queue.ApplyPendingAsync(4, None);
             await store.Queue.ApplyPendingAsync(100, None);
             time.Advance(round == 2 ? TimeSpan.FromHours(-1) : TimeSpan.Zero);
-            var feed = await store.Feed.SearchAsync(new PatientPageQuery(null, false, previous + 1, null, null, 50), None);
+            var feed = (await store.Feed.SearchAsync(new PatientPageQuery(null, false, previous + 1, null, null, 50), None)).Rows;
             Assert.Equal(10, feed.Count);
             Assert.All(feed.Zip(feed.Skip(1)), pair => Assert.True(pair.First.LastUpdated < pair.Second.LastUpdated));
             Assert.True(feed[0].LastUpdated > previous);
@@ -147,7 +233,7 @@ public abstract partial class PitStoreContractTests
             while (true)
             {
                 PagePosition? after = seen.Count == 0 ? null : new PagePosition(seen[^1].LastUpdated, seen[^1].Id);
-                var page = await reader.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, after, 7), None);
+                var page = (await reader.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, after, 7), None)).Rows;
                 seen.AddRange(page);
                 if (page.Count < 7)
                 {

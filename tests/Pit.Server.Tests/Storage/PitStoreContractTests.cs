@@ -200,7 +200,7 @@ public abstract partial class PitStoreContractTests
         Assert.Null(failed.PatientId);
         Assert.NotNull(failed.ProcessedAt);
         Assert.Equal(SubmissionState.Applied, (await store.Queue.GetSubmissionAsync(next.Id, None))!.State);
-        Assert.Equal(3, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None)).Count);
+        Assert.Equal(3, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 50), None)).Rows.Count);
     }
 
     [Fact]
@@ -284,7 +284,7 @@ public abstract partial class PitStoreContractTests
         await store.Queue.ApplyPendingAsync(50, None);
         Assert.Equal((SubmissionState.Unchanged, p), await StateAsync(next[0]));
         Assert.Equal((SubmissionState.Applied, records[5].PatientId), await StateAsync(next[1]));
-        var feed = await store.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 50), None);
+        var feed = (await store.Feed.SearchAsync(new PatientPageQuery(TenantA, false, null, null, null, 50), None)).Rows;
         Assert.Equal(2, feed.Count);
         Assert.True(feed[0].LastUpdated < feed[1].LastUpdated);
 
@@ -312,7 +312,7 @@ public abstract partial class PitStoreContractTests
         Assert.NotEqual(ra.PatientId, rb.PatientId);
         Assert.Equal(1, rb.PatientVersion);
         Assert.Equal(TenantB, (await store.Feed.GetPatientAsync(rb.PatientId!, None))!.Tenant);
-        var onlyB = await store.Feed.SearchAsync(new PatientPageQuery(TenantB, false, null, null, null, 50), None);
+        var onlyB = (await store.Feed.SearchAsync(new PatientPageQuery(TenantB, false, null, null, null, 50), None)).Rows;
         Assert.Equal(rb.PatientId, Assert.Single(onlyB).Id);
     }
 }

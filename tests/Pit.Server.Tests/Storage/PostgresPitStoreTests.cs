@@ -176,7 +176,7 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         var failed = (await store.Queue.GetSubmissionAsync(batch[1].Id, None))!;
         Assert.Equal(SubmissionState.Failed, failed.State);
         Assert.Equal("Processing failed after 2 attempts: PostgresException 23514.", failed.Reason);
-        Assert.Equal(2, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
+        Assert.Equal(2, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Rows.Count);
     }
 
     [Fact]
@@ -349,7 +349,7 @@ public sealed class PostgresOutageTests(PostgresServer server) : IClassFixture<P
         Assert.Equal(SubmissionState.Queued, (await store.Queue.GetSubmissionAsync(before.Id, None))!.State);
         await store.Health.CheckHealthAsync(None);
         Assert.Equal(2, (await store.Queue.ApplyPendingAsync(10, None)).Count);
-        Assert.Equal(2, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Count);
+        Assert.Equal(2, (await store.Feed.SearchAsync(new PatientPageQuery(null, false, null, null, null, 10), None)).Rows.Count);
     }
 
     [Fact]

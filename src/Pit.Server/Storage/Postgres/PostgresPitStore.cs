@@ -186,14 +186,14 @@ internal sealed partial class PostgresPitStore
         return await reader.ReadAsync(cancellationToken) ? StoredRows.Patient(reader) : null;
     }
 
-    public Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) =>
+    public Task<PatientPage> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) =>
         RetryOnceAsync(ct => SearchOnceAsync(query, ct), cancellationToken);
 
-    private async Task<IReadOnlyList<PatientRecord>> SearchOnceAsync(PatientPageQuery query, CancellationToken cancellationToken)
+    private async Task<PatientPage> SearchOnceAsync(PatientPageQuery query, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand();
         BuildSearch(command, query);
-        return await StoredRows.PatientsAsync(command, query.Limit, cancellationToken);
+        return await StoredRows.PatientPageAsync(command, query, cancellationToken);
     }
 
     /// <summary>The keyset page query (<see cref="KeysetQuery"/>) with this engine's parameters.</summary>

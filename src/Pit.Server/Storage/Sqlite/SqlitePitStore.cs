@@ -129,12 +129,12 @@ internal sealed partial class SqlitePitStore
         return await reader.ReadAsync(cancellationToken) ? StoredRows.Patient(reader) : null;
     }
 
-    public async Task<IReadOnlyList<PatientRecord>> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken)
+    public async Task<PatientPage> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
         BuildSearch(command, query);
-        return await StoredRows.PatientsAsync(command, query.Limit, cancellationToken);
+        return await StoredRows.PatientPageAsync(command, query, cancellationToken);
     }
 
     /// <summary>The keyset page query (<see cref="KeysetQuery"/>) with this engine's parameters.</summary>
