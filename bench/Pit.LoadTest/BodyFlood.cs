@@ -70,7 +70,10 @@ public static class BodyFlood
             await flood.SendAsync();
             var sent = clock.Elapsed;
             var peak = Memory(server.ProcessId, "VmHWM:");
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"sent in {sent.TotalSeconds:F1} s; server RSS peak so far {Mb(peak)} MB; waiting for every 202 to be applied"));
             var applied = await flood.AppliedAsync();
+            peak = Memory(server.ProcessId, "VmHWM:");
             var passed = peak <= maxRssMb * 1024L * 1024 && flood.Unexpected.IsEmpty && flood.Accepted.Count == requests && applied == requests;
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"bodies {engine}: {requests} concurrent POSTs of {bytes} bytes in {sent.TotalSeconds:F1} s: {flood.Accepted.Count} accepted (202), " +
@@ -134,8 +137,20 @@ public static class BodyFlood
         {
             for (var attempt = 1; attempt <= MaxAttempts; attempt++)
             {
-                using var response = await client.PostAsync("v1/Patient", new PaddedPatient(fnr, bytes));
-                var body = await response.Content.ReadAsStringAsync();
+                HttpResponseMessage response;
+                string body;
+                try
+                {
+                    response = await client.PostAsync("v1/Patient", new PaddedPatient(fnr, bytes));
+                    body = await response.Content.ReadAsStringAsync();
+                }
+                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+                {
+                    Unexpected.Add($"no answer: {ex.GetType().Name} {ex.Message}");
+                    return;
+                }
+
+                using var answer = response;
                 if (response.StatusCode == HttpStatusCode.Accepted && response.Content.Headers.ContentLocation is { } status)
                 {
                     Accepted.Add(status);
