@@ -18,7 +18,7 @@ namespace Pit.LoadTest;
 /// </summary>
 /// <remarks>
 /// <c>bodies [--requests 512] [--bytes 880000] [--max-rss-mb 600] [--postgres-start | --postgres "..."]
-/// [--set Pit:Section:Key=value ...]</c>. Loopback only; bounded in count (at most 4 096 requests, 20 attempts each)
+/// [--set Pit:Section:Key=value ...] [--env DOTNET_GCHeapHardLimit=0x... ...]</c> (<c>--env</c> for the server process only). Loopback only; bounded in count (at most 4 096 requests, 20 attempts each)
 /// and time (HTTP timeout 100 s per attempt, 3 minutes to see every submission applied).
 /// </remarks>
 public static class BodyFlood
@@ -50,11 +50,16 @@ public static class BodyFlood
             settings["Pit:Storage:ConnectionString"] = connectionString;
         }
 
+        var environment = new Dictionary<string, string>();
         for (var i = 0; i < args.Length - 1; i++)
         {
             if (args[i] == "--set" && args[i + 1].Split('=', 2) is [var key, var value])
             {
                 settings[key] = value;
+            }
+            else if (args[i] == "--env" && args[i + 1].Split('=', 2) is [var name, var text])
+            {
+                environment[name] = text;
             }
         }
 
@@ -62,7 +67,7 @@ public static class BodyFlood
         var data = Directory.CreateTempSubdirectory("pit-bodies-").FullName;
         try
         {
-            await using var server = await ServerProcess.StartAsync(typeof(Pit.Server.PitApp).Assembly.Location, data, settings);
+            await using var server = await ServerProcess.StartAsync(typeof(Pit.Server.PitApp).Assembly.Location, data, settings, environment: environment);
             var flood = new Flood(server, requests, bytes);
             var before = Memory(server.ProcessId, "VmRSS:");
             var loadBefore = File.ReadAllText("/proc/loadavg").Trim();
