@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Pit.TestSupport;
 
 namespace Pit.LoadTest;
@@ -87,9 +88,10 @@ public static class BodyFlood
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"server RSS before {Mb(before)} MB, peak {Mb(peak)} MB (bound {maxRssMb} MB): {(passed ? "PASS" : "FAIL")}"));
             output.WriteLine($"load average before: {loadBefore}; after: {File.ReadAllText("/proc/loadavg").Trim()}");
-            foreach (var problem in flood.Unexpected.Take(5))
+            // Grouped by the kind of answer (status and the start of its text, without the submission's URL).
+            foreach (var group in flood.Unexpected.Select(u => Regex.Replace(u, "https?://\\S+", "<url>")).GroupBy(u => u[..Math.Min(u.Length, 160)]).OrderByDescending(g => g.Count()).Take(5))
             {
-                output.WriteLine($"unexpected: {problem}");
+                output.WriteLine($"unexpected ({group.Count()}×): {group.Key}");
             }
 
             return passed ? 0 : 1;
@@ -195,7 +197,8 @@ public static class BodyFlood
 
                     if (response.StatusCode != HttpStatusCode.Accepted)
                     {
-                        Unexpected.Add($"status {status}: {(int)response.StatusCode}");
+                        var text = await response.Content.ReadAsStringAsync();
+                        Unexpected.Add($"status {status}: {(int)response.StatusCode} {text[..Math.Min(text.Length, 300)]}");
                         return;
                     }
 
