@@ -2,11 +2,16 @@ using System.Security.Claims;
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using Microsoft.AspNetCore.Http;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Patients;
+using Pit.Server.Processing;
 using Pit.Server.Storage;
+using Pit.Server.Telemetry;
 using Pit.TestSupport;
 
 namespace Pit.Benchmarks;
@@ -18,7 +23,11 @@ namespace Pit.Benchmarks;
 [MemoryDiagnoser]
 public class RequestPathBenchmarks
 {
-    private readonly PatientSubmissionReader _reader = new(new FhirJson(), Options.Create(new ValidationOptions()), TimeProvider.System);
+    // The body budget is as in the server (128 MiB): one request at a time never waits for it.
+    private readonly PatientSubmissionReader _reader = new(
+        new FhirJson(), new RequestBodyBudget(Options.Create(new ProcessingOptions()), TimeProvider.System),
+        new PitMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()),
+        Options.Create(new ValidationOptions()), TimeProvider.System, NullLogger<PatientSubmissionReader>.Instance);
     private readonly PitCaller _caller = new("bench", "974762501", null, false);
     private byte[] _body = [];
     private byte[] _content = [];

@@ -18,6 +18,8 @@ using Pit.TestSupport;
 //   dotnet run -c Release --project bench/Pit.LoadTest -- seed 1000000 --postgres "..." | --sqlite path/pit.db
 //   dotnet run -c Release --project bench/Pit.LoadTest -- soak [--minutes 10 | --seconds N] [--clients 64]
 //       [--connections 32] [--interval 10] [--postgres-start] [--no-thresholds]     (see Soak.cs)
+//   dotnet run -c Release --project bench/Pit.LoadTest -- bodies [--requests 512] [--bytes 880000] [--max-rss-mb 600]
+//       [--postgres-start] [--set Pit:Processing:MaxInFlightBodyBytes=...]     (see BodyFlood.cs)
 //   dotnet run -c Release --project bench/Pit.LoadTest -- get 60 32 --rate-limit 200
 //       (the per-client limit on: one client floods on every connection while a quiet client of another organisation
 //       sends 20 requests/s; prints what each got)
@@ -33,6 +35,12 @@ var mode = args.ElementAtOrDefault(0) ?? "post";
 if (mode == "soak")
 {
     Environment.ExitCode = await Soak.RunAsync(args[1..], Console.Out);
+    return;
+}
+
+if (mode == "bodies")
+{
+    Environment.ExitCode = await BodyFlood.RunAsync(args[1..], Console.Out);
     return;
 }
 

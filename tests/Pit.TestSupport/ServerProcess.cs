@@ -35,7 +35,12 @@ public sealed class ServerProcess : IAsyncDisposable
     /// Starts <paramref name="serverDll"/> (the built Pit.Server.dll) with its SQLite file in
     /// <paramref name="dataDirectory"/> unless <paramref name="settings"/> choose another store, and waits until it is ready.
     /// </summary>
-    public static async Task<ServerProcess> StartAsync(string serverDll, string dataDirectory, IDictionary<string, string?>? settings = null, int? port = null)
+    /// <remarks>
+    /// <paramref name="environment"/> adds environment variables to the process only (runtime knobs such as
+    /// <c>DOTNET_GCHeapHardLimit</c>, as a container's memory limit sets it).
+    /// </remarks>
+    public static async Task<ServerProcess> StartAsync(
+        string serverDll, string dataDirectory, IDictionary<string, string?>? settings = null, int? port = null, IDictionary<string, string>? environment = null)
     {
         port ??= FreePort();
         var info = new ProcessStartInfo("dotnet")
@@ -44,6 +49,11 @@ public sealed class ServerProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
         info.ArgumentList.Add(serverDll);
         info.ArgumentList.Add($"--urls=http://127.0.0.1:{port}");
         info.ArgumentList.Add("--environment=Development");

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
@@ -25,6 +26,16 @@ internal static partial class PatientEndpoints
         services.AddOptions<SearchOptions>().Bind(configuration.GetSection("Pit:Search")).ValidateOnStart();
         services.AddSingleton<IValidateOptions<SearchOptions>, SearchOptionsValidator>();
         services.AddSingleton<PatientSubmissionReader>();
+        services.AddSingleton<RequestBodyBudget>();
+
+        // Kestrel reads a connection's bytes ahead of the application up to this buffer (1 MB by default), so bodies
+        // waiting for their share of the RequestBodyBudget would each sit there nearly whole. A smaller buffer leaves
+        // them in the sender's socket instead; Kestrel:Limits:MaxRequestBufferSize still overrides it.
+        if (configuration["Kestrel:Limits:MaxRequestBufferSize"] is null)
+        {
+            services.Configure<KestrelServerOptions>(o => o.Limits.MaxRequestBufferSize = ReadAheadBytes);
+        }
+
         services.AddSingleton<SearchCursorProtector>();
         return services;
     }
@@ -39,16 +50,26 @@ internal static partial class PatientEndpoints
         return app;
     }
 
-    private static async Task<Results<FhirAccepted<OperationOutcome>, BadRequest, FhirProblem<ProblemStatus.PayloadTooLarge>, FhirProblem<ProblemStatus.UnsupportedMediaType>>> SubmitAsync(
+    /// <summary>How far Kestrel reads a connection ahead of the application (see <see cref="AddPitPatients"/>).</summary>
+    internal const int ReadAheadBytes = 64 * 1024;
+
+    private static async Task<Results<FhirAccepted<OperationOutcome>, BadRequest, FhirProblem<ProblemStatus.PayloadTooLarge>, FhirProblem<ProblemStatus.UnsupportedMediaType>, PitProblem>> SubmitAsync(
         HttpContext context, PitCaller caller, PatientSubmissionReader reader, SubmissionQueue queue, AuditTrail audit, PitMetrics metrics,
         PublicBaseUrl baseUrl, TimeProvider time)
     {
         var read = await reader.ReadAsync(context.Request, caller, context.RequestAborted);
         if (read.Submission is not { } submission)
         {
-            audit.Record(Audit(time, "submit", caller, null, null, read.Status, "rejected"));
-            metrics.Submission("rejected");
+            var busy = read.Status == StatusCodes.Status503ServiceUnavailable;
+            audit.Record(Audit(time, "submit", caller, null, null, read.Status, busy ? "not read" : "rejected"));
+            metrics.Submission(busy ? "unavailable" : "rejected");
             var refused = PitProblem.WithOutcome(read.Status, read.Outcome!);
+            if (busy)
+            {
+                // Documented with every authenticated endpoint's 503 (OpenAPI); Retry-After as for a full queue.
+                return refused.WithHeader("Retry-After", PitProblem.RetryAfterSeconds);
+            }
+
             return read.Status switch
             {
                 StatusCodes.Status413PayloadTooLarge => new FhirProblem<ProblemStatus.PayloadTooLarge>(refused),

@@ -7,6 +7,7 @@ using Microsoft.Net.Http.Headers;
 using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Storage;
+using Pit.Server.Telemetry;
 
 namespace Pit.Server.Patients;
 
@@ -17,14 +18,23 @@ internal sealed class ValidationOptions
     public bool AllowSyntheticIdentifiers { get; set; } = true;
 }
 
-/// <summary>What reading a POST body gave: a submission, or the error response to send.</summary>
+/// <summary>What reading a POST body gave: a submission, or the error response to send (503: try again later).</summary>
 internal readonly record struct SubmissionReadResult(NewSubmission? Submission, int Status, OperationOutcome? Outcome);
 
 /// <summary>
 /// Turns a POST body into a validated submission: media type, size limit enforced while reading, strict FHIR
 /// parsing, Norwegian identifier rules, and the canonical content (no id, no meta) with its hash.
 /// </summary>
-internal sealed class PatientSubmissionReader(FhirJson fhirJson, IOptions<ValidationOptions> options, TimeProvider time)
+/// <remarks>
+/// The body is read and parsed within a share of the server-wide <see cref="RequestBodyBudget"/>, taken before the
+/// first byte is read and given back when this returns. By then the body buffer is back in its pool and the parsed
+/// Patient is garbage; what lives on is the canonical content, which the queue counts from hand-over
+/// (<see cref="Processing.ProcessingOptions.MaxQueuedBytes"/>). A POST that cannot get its share in time is answered
+/// 503 without its body being read.
+/// </remarks>
+internal sealed partial class PatientSubmissionReader(
+    FhirJson fhirJson, RequestBodyBudget budget, PitMetrics metrics, IOptions<ValidationOptions> options, TimeProvider time,
+    ILogger<PatientSubmissionReader> logger)
 {
     /// <summary>The request limit: 900 KB.</summary>
     public const int MaxBodyBytes = 921_600;
@@ -45,6 +55,16 @@ internal sealed class PatientSubmissionReader(FhirJson fhirJson, IOptions<Valida
         if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
         {
             limit.MaxRequestBodySize = MaxBodyBytes;
+        }
+
+        // A chunked body may grow to the maximum, so it is charged the maximum.
+        using var share = await budget.AcquireAsync(request.ContentLength ?? MaxBodyBytes, cancellationToken);
+        if (share is null)
+        {
+            metrics.BodyBudgetRefused();
+            LogBudgetSpent(logger, budget.InUse, budget.Capacity, budget.Waiting);
+            return Fail(StatusCodes.Status503ServiceUnavailable, OperationOutcome.IssueType.Transient,
+                "The server is reading as many submissions as it can hold right now. Nothing was accepted; retry later.");
         }
 
         var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(request.ContentLength ?? 16 * 1024, MaxBodyBytes) + 1);
@@ -179,6 +199,10 @@ internal sealed class PatientSubmissionReader(FhirJson fhirJson, IOptions<Valida
         var charset = media.Charset;
         return json && (!charset.HasValue || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase));
     }
+
+    [LoggerMessage(EventId = 12, Level = LogLevel.Warning,
+        Message = "Request body budget spent ({InUse} of {Capacity} bytes held, {Waiting} waiting); a submission is answered 503")]
+    private static partial void LogBudgetSpent(ILogger logger, long inUse, long capacity, int waiting);
 
     private static SubmissionReadResult TooLarge() =>
         Fail(StatusCodes.Status413PayloadTooLarge, OperationOutcome.IssueType.TooLong,

@@ -15,6 +15,9 @@ internal static class ProcessingSetup
             .Validate(o => o.MaxQueuedBytes >= 1, "Pit:Processing:MaxQueuedBytes must be positive.")
             .Validate(o => o.MaxQueuedSubmissions >= 1, "Pit:Processing:MaxQueuedSubmissions must be positive.")
             .Validate(o => o.MaxQueuedAuditEntries >= 1, "Pit:Processing:MaxQueuedAuditEntries must be positive.")
+            .Validate(o => o.MaxInFlightBodyBytes >= 1, "Pit:Processing:MaxInFlightBodyBytes must be positive.")
+            .Validate(o => o.InFlightBodyWait >= TimeSpan.Zero && o.InFlightBodyWait <= TimeSpan.FromSeconds(30),
+                "Pit:Processing:InFlightBodyWait must be 00:00:00-00:00:30.")
             .ValidateOnStart();
         // Pit:Audit is registered with the store (Storage/StorageSetup.cs): its retention reads it too.
         services.AddOptions<HostOptions>().Configure(o => o.ShutdownTimeout = configuration.GetValue("Pit:ShutdownTimeout", DefaultShutdownTimeout));

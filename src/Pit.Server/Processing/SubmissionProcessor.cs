@@ -23,6 +23,15 @@ internal sealed class ProcessingOptions
     /// <summary>Submissions that may wait for their commit before new ones are answered 503 (default 10 000).</summary>
     public int MaxQueuedSubmissions { get; set; } = 10_000;
 
+    /// <summary>
+    /// Bytes of request bodies that may be read or parsed at once, server-wide, before they reach the queue (default
+    /// 128 MiB). A POST takes its Content-Length (the 900 KB maximum when chunked) before it reads a byte.
+    /// </summary>
+    public long MaxInFlightBodyBytes { get; set; } = 128L * 1024 * 1024;
+
+    /// <summary>How long a POST may wait for its share of <see cref="MaxInFlightBodyBytes"/> before it is answered 503 (default 2 s).</summary>
+    public TimeSpan InFlightBodyWait { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Audit entries that may wait for their write; beyond it entries are counted, logged and dropped (default 100 000).</summary>
     public int MaxQueuedAuditEntries { get; set; } = 100_000;
 }

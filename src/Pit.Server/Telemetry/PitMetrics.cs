@@ -17,6 +17,7 @@ internal sealed class PitMetrics
     private readonly Counter<long> _requests;
     private readonly Counter<long> _authFailures;
     private readonly Counter<long> _rateLimited;
+    private readonly Counter<long> _bodyBudgetRefused;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     public PitMetrics(IMeterFactory meterFactory)
@@ -32,6 +33,8 @@ internal sealed class PitMetrics
         _requests = Meter.CreateCounter<long>("pit.requests", description: "HTTP requests answered, by route template and status code.");
         _authFailures = Meter.CreateCounter<long>("pit.auth.failures", description: "Refused access tokens and DPoP proofs, by reason.");
         _rateLimited = Meter.CreateCounter<long>("pit.rate_limit.rejections", description: "Requests refused with 429 by the per-client rate limit.");
+        _bodyBudgetRefused = Meter.CreateCounter<long>("pit.submissions.body_budget_refused",
+            description: "POSTs answered 503 because the server-wide budget for request bodies being read was spent (Pit:Processing:MaxInFlightBodyBytes).");
     }
 
     /// <summary>The meter, for observable instruments registered elsewhere.</summary>
@@ -61,6 +64,9 @@ internal sealed class PitMetrics
 
     /// <summary>One credential refused; <paramref name="reason"/> is one of a fixed set (see <see cref="AuthFailureReasons"/>).</summary>
     public void AuthFailure(string reason) => _authFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    /// <summary>One POST refused because it could not get its share of the request body budget in time.</summary>
+    public void BodyBudgetRefused() => _bodyBudgetRefused.Add(1);
 
     /// <summary>One request refused by the rate limit of <paramref name="clientId"/> (a registered HelseID client).</summary>
     public void RateLimited(string clientId) => _rateLimited.Add(1, new KeyValuePair<string, object?>("client_id", clientId));
