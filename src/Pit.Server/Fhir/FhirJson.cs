@@ -50,7 +50,10 @@ internal sealed class FhirJson
         var expected = ModelInfo.GetFhirTypeNameForType(typeof(T));
         if (resource is not null && resource.TypeName != expected)
         {
-            problems.Add(new ParseProblem($"Expected a {expected} resource but got resourceType '{resource.TypeName}'.", "resourceType"));
+            // Without a resourceType Firely names the resource after its own placeholder type; that name means nothing to a client.
+            problems.Add(ModelInfo.IsKnownResource(resource.TypeName)
+                ? new ParseProblem($"Expected a {expected} resource but got resourceType '{resource.TypeName}'.", "resourceType")
+                : new ParseProblem($"The body has no resourceType; a {expected} starts with \"resourceType\": \"{expected}\".", "resourceType"));
             return null;
         }
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Pit.Server.Tests.Infrastructure;
@@ -17,11 +16,11 @@ public sealed partial class MonitoringArtifactsTests
 
     private static readonly HashSet<string> PromQlKeywords = new(StringComparer.Ordinal) { "and", "or", "unless", "bool", "offset" };
 
-    private static string Rules => Path.Combine(RepositoryRoot(), "deploy", "prometheus", "pit-alerts.yml");
+    private static string Rules => Path.Combine(ServerCommandLine.RepositoryRoot(), "deploy", "prometheus", "pit-alerts.yml");
 
-    private static string RuleTests => Path.Combine(RepositoryRoot(), "deploy", "prometheus", "pit-alerts.test.yml");
+    private static string RuleTests => Path.Combine(ServerCommandLine.RepositoryRoot(), "deploy", "prometheus", "pit-alerts.test.yml");
 
-    private static string Dashboard => Path.Combine(RepositoryRoot(), "deploy", "grafana", "pit-dashboard.json");
+    private static string Dashboard => Path.Combine(ServerCommandLine.RepositoryRoot(), "deploy", "grafana", "pit-dashboard.json");
 
     [Fact]
     public async Task Promtool_accepts_the_alert_rules()
@@ -81,7 +80,7 @@ public sealed partial class MonitoringArtifactsTests
     [Fact]
     public void The_alert_table_in_OPERATIONS_md_names_every_alert_of_the_rules_file()
     {
-        var operations = File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "OPERATIONS.md"));
+        var operations = File.ReadAllText(Path.Combine(ServerCommandLine.RepositoryRoot(), "docs", "OPERATIONS.md"));
         var alerts = AlertExpressions().Select(a => a.Alert).ToList();
 
         Assert.True(alerts.Count >= 10);
@@ -161,31 +160,8 @@ public sealed partial class MonitoringArtifactsTests
     private static async Task<(int ExitCode, string Output)> PromtoolAsync(params string[] args)
     {
         // scripts/test.sh installs Debian's prometheus package (it ships promtool) when it is missing.
-        var info = new ProcessStartInfo("promtool") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(info)!;
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
-        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
-        {
-            if (File.Exists(Path.Combine(folder.FullName, "Pit.slnx")))
-            {
-                return folder.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("The repository (Pit.slnx) was not found above the test output folder.");
+        var result = await ServerCommandLine.RunProgramAsync("promtool", Environment.CurrentDirectory, args);
+        return (result.ExitCode, result.Output + result.Errors);
     }
 
     [GeneratedRegex("\"(?:[^\"\\\\]|\\\\.)*\"")]

@@ -141,6 +141,7 @@ public sealed class SubmitTests(ServerFixture fixture) : IClassFixture<ServerFix
     [InlineData("[1,2]", "JSON object")]
     [InlineData("not json", "well-formed")]
     [InlineData("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}", "Expected a Patient")]
+    [InlineData("{\"identifier\":[{\"system\":\"urn:oid:2.16.578.1.12.4.1.4.1\",\"value\":\"1\"}]}", "The body has no resourceType; a Patient starts with \"resourceType\": \"Patient\".")]
     public async Task Malformed_bodies_and_other_resource_types_are_400(string json, string expected)
     {
         var (status, body) = await _client.SendJsonAsync(new HttpRequestMessage(HttpMethod.Post, "v1/Patient") { Content = TestPatients.Content(json) });

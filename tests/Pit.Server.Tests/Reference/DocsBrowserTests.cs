@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Pit.Server.Tests.Infrastructure;
@@ -75,8 +74,7 @@ public sealed class DocsBrowserTests
 
     private static async Task<string> RunChromiumAsync(Uri url, string work, string netLog)
     {
-        var info = new ProcessStartInfo(Chromium) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[]
+        var result = await ServerCommandLine.RunProgramAsync(Chromium, work, new[]
         {
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
@@ -87,27 +85,10 @@ public sealed class DocsBrowserTests
             // Virtual time runs ahead only while the page is idle, so a slow, busy machine gets all the real time it needs.
             "--virtual-time-budget=30000",
             $"--user-data-dir={Path.Combine(work, "profile")}", $"--log-net-log={netLog}", "--dump-dom", url.ToString(),
-        })
-        {
-            info.ArgumentList.Add(arg);
-        }
+        });
 
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException("chromium did not finish within 3 minutes: " + await stderr);
-        }
-
-        Assert.True(process.ExitCode == 0, $"chromium exited with {process.ExitCode}: {await stderr}");
-        return await stdout;
+        Assert.True(result.ExitCode == 0, $"chromium exited with {result.ExitCode}: {result.Errors}");
+        return result.Output;
     }
 
     /// <summary>

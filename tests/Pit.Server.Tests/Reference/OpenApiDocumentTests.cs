@@ -112,7 +112,7 @@ public sealed class OpenApiDocumentTests(ServerFixture fixture) : IClassFixture<
         Assert.Null(paths["/v1/metadata"]!["get"]!["security"]);
         Assert.Null(paths["/v1/StructureDefinition/{id}"]!["get"]!["security"]);
         Assert.Contains("docs/AUTHENTICATION.md", (string?)document["info"]!["description"], StringComparison.Ordinal);
-        Assert.True(File.Exists(Path.Combine(RepositoryRoot(), "docs", "AUTHENTICATION.md")), "the guide the description names exists");
+        Assert.True(File.Exists(Path.Combine(ServerCommandLine.RepositoryRoot(), "docs", "AUTHENTICATION.md")), "the guide the description names exists");
     }
 
     [Fact]
@@ -187,19 +187,6 @@ public sealed class OpenApiDocumentTests(ServerFixture fixture) : IClassFixture<
         using var script = await client.GetAsync("docs/scalar.js");
         Assert.Equal(HttpStatusCode.OK, script.StatusCode);
         Assert.True(script.Content.Headers.ContentLength > 100_000, "the reference page's script is served by the server itself");
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
-        {
-            if (File.Exists(Path.Combine(folder.FullName, "Pit.slnx")))
-            {
-                return folder.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("Pit.slnx not found above the test output folder.");
     }
 
     private async Task<JsonNode> DocumentAsync()
