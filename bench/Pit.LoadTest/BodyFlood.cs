@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Pit.TestSupport;
@@ -75,6 +76,14 @@ public static class BodyFlood
             var clock = Stopwatch.StartNew();
             await flood.SendAsync();
             var sent = clock.Elapsed;
+            // A dead process (a zombie until reaped) has no memory lines in its status file.
+            if (server.HasExited || !File.ReadAllText($"/proc/{server.ProcessId}/status").Contains("VmHWM:", StringComparison.Ordinal))
+            {
+                await Task.Delay(1000);
+                output.WriteLine($"the server process died during the flood; its last output:\n{string.Join('\n', server.LastOutput)}");
+                return 1;
+            }
+
             var peak = Memory(server.ProcessId, "VmHWM:");
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"sent in {sent.TotalSeconds:F1} s; server RSS peak so far {Mb(peak)} MB; waiting for every 202 to be applied"));
@@ -164,7 +173,17 @@ public static class BodyFlood
                     return;
                 }
 
-                var outcome = (string?)JsonNode.Parse(body)?["resourceType"];
+                string? outcome;
+                try
+                {
+                    outcome = (string?)JsonNode.Parse(body)?["resourceType"];
+                }
+                catch (JsonException)
+                {
+                    // An answer that is not JSON at all (an empty 500, say) is unexpected, not a harness crash.
+                    outcome = null;
+                }
+
                 if (response.StatusCode != HttpStatusCode.ServiceUnavailable || response.Headers.RetryAfter?.Delta is not { } retryAfter || outcome != "OperationOutcome")
                 {
                     Unexpected.Add($"{(int)response.StatusCode} {body[..Math.Min(body.Length, 300)]}");

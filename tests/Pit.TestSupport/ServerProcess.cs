@@ -18,6 +18,8 @@ public sealed class ServerProcess : IAsyncDisposable
 
     private readonly string _issuer;
 
+    private System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
+
     private ServerProcess(Process process, Uri baseAddress, string issuer)
     {
         _process = process;
@@ -27,6 +29,12 @@ public sealed class ServerProcess : IAsyncDisposable
 
     /// <summary>The operating-system process id of the server.</summary>
     public int ProcessId => _process.Id;
+
+    /// <summary>Whether the server process has ended (crashed, or was stopped).</summary>
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>The last 40 lines the server wrote (stack-trace lines left out), for a report when it died.</summary>
+    public IReadOnlyCollection<string> LastOutput => [.. _output];
 
     /// <summary>The server's own address, http://127.0.0.1:port/.</summary>
     public Uri BaseAddress { get; }
@@ -81,7 +89,7 @@ public sealed class ServerProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => Keep(output, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new ServerProcess(process, new Uri($"http://127.0.0.1:{port}/"), issuer);
+        var server = new ServerProcess(process, new Uri($"http://127.0.0.1:{port}/"), issuer) { _output = output };
         using var probe = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(2) };
         for (var i = 0; i < 300; i++)
         {

@@ -42,7 +42,8 @@ internal static class FhirErrorHandling
 
 /// <summary>
 /// Turns exceptions into problems: an unreadable or too large body (400/413), a store that cannot be reached
-/// (503 + Retry-After, however it shows: a transient database error or a submission the queue could not commit),
+/// (503 + Retry-After, however it shows: a transient database error or a submission the queue could not commit), a
+/// process short of memory (503 + Retry-After),
 /// and anything else as a 500 whose correlation id is also logged (never a stack trace).
 /// </summary>
 internal sealed partial class PitExceptionHandler(ILogger<PitExceptionHandler> logger) : IExceptionHandler
@@ -66,6 +67,14 @@ internal sealed partial class PitExceptionHandler(ILogger<PitExceptionHandler> l
         else if (exception is StoreUnavailableException { QueueFull: true })
         {
             problem = PitProblem.Unavailable("The server is taking in more submissions than it can store right now. Nothing was accepted; retry later.");
+        }
+        else if (exception is OutOfMemoryException)
+        {
+            // Many large bodies read or parsed at once (or a large page) can exhaust a capped heap. That is the
+            // server's condition of the moment, not a bug and not the client's fault: nothing of this request was
+            // accepted, and the same request succeeds once memory is freed, so 503 + Retry-After rather than 500.
+            LogShortOfMemory(logger, request.Method, request.Path, PitProblem.CorrelationId(httpContext));
+            problem = PitProblem.Unavailable("The server is short of memory right now. Nothing was accepted; retry later.");
         }
         else if (IsStoreUnreachable(exception))
         {
@@ -92,6 +101,9 @@ internal sealed partial class PitExceptionHandler(ILogger<PitExceptionHandler> l
     // store's background loops log one warning when the store starts and one when it stops failing (StoreOutageLog).
     [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "The store could not be reached for {Method} {Path}; correlation id {CorrelationId}")]
     private static partial void LogStoreUnreachable(ILogger logger, Exception exception, string method, string path, string correlationId);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Out of memory on {Method} {Path}; answered 503; correlation id {CorrelationId}")]
+    private static partial void LogShortOfMemory(ILogger logger, string method, string path, string correlationId);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Unexpected failure on {Method} {Path}; correlation id {CorrelationId}")]
     private static partial void LogUnexpected(ILogger logger, Exception exception, string correlationId, string method, string path);

@@ -35,7 +35,7 @@ internal static class ApplyPlanner
             {
                 outcomes.Add(Decide(s, picture, ref clock, now, newId));
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (IsAboutSubmission(ex))
             {
                 // Type names only: exception messages may quote health data.
                 outcomes.Add(new SubmissionOutcome(s.Sequence, SubmissionState.Failed, now, null, null, $"Processing failed: {ex.GetType().Name}.", ex));
@@ -50,6 +50,15 @@ internal static class ApplyPlanner
             .ToList();
         return new ApplyPlan(outcomes, writes, touches, clock);
     }
+
+    /// <summary>
+    /// Whether <paramref name="ex"/>, thrown while deciding or composing one submission, may be charged to that
+    /// submission. A process short of memory or shutting down says nothing about the submission: those propagate, the
+    /// whole batch rolls back, and every submission in it stays queued for a later batch. Marking them failed would
+    /// lose submissions already answered 202.
+    /// </summary>
+    public static bool IsAboutSubmission(Exception ex) =>
+        ex is not (OutOfMemoryException or OperationCanceledException or ThreadInterruptedException);
 
     /// <summary>A new server-assigned Patient id (32 lower-case hex digits, random).</summary>
     public static string NewPatientId() => Guid.NewGuid().ToString("N");

@@ -12,6 +12,7 @@ internal static class ProcessingSetup
     {
         services.AddOptions<ProcessingOptions>().Bind(configuration.GetSection("Pit:Processing"))
             .Validate(o => o.BatchSize is >= 1 and <= 10_000, "Pit:Processing:BatchSize must be 1-10000.")
+            .Validate(o => o.MaxBatchBytes >= 1, "Pit:Processing:MaxBatchBytes must be positive.")
             .Validate(o => o.MaxQueuedBytes >= 1, "Pit:Processing:MaxQueuedBytes must be positive.")
             .Validate(o => o.MaxQueuedSubmissions >= 1, "Pit:Processing:MaxQueuedSubmissions must be positive.")
             .Validate(o => o.MaxQueuedAuditEntries >= 1, "Pit:Processing:MaxQueuedAuditEntries must be positive.")

@@ -45,6 +45,18 @@ internal static class SubmissionStateSql
     public static string RetainedContent(string state, string content) =>
         $"CASE WHEN {state} IN ({Queued}, {Literal(SubmissionState.Failed)}) THEN {content} END";
 
+    /// <summary>
+    /// The <c>seq</c> of the rows of <paramref name="candidates"/> (a query of <c>seq</c> and <c>size</c>, in
+    /// acceptance order) whose content adds up to at most <paramref name="maxBytes"/>, and always the first: a batch
+    /// never holds more than the byte bound in memory unless one submission alone is larger. Sizes come from the row
+    /// header (SQLite) or the TOAST pointer (PostgreSQL), so the rows left out are never read.
+    /// </summary>
+    public static string ClaimWithinBytes(string candidates, string maxBytes) => $"""
+        SELECT seq FROM (
+            SELECT seq, sum(size) OVER (ORDER BY seq) AS upto, row_number() OVER (ORDER BY seq) AS n FROM ({candidates}) c
+        ) w WHERE n = 1 OR upto <= {maxBytes}
+        """;
+
     private static string Literal(SubmissionState state) => ((int)state).ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
 

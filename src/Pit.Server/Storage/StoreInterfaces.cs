@@ -46,14 +46,22 @@ internal interface ISubmissionQueueStore
     Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken);
 
     /// <summary>
-    /// Applies up to <paramref name="maxCount"/> pending submissions in acceptance order, each in effect exactly
+    /// Applies up to <paramref name="maxCount"/> pending submissions in acceptance order, and no more than
+    /// <paramref name="maxBytes"/> of their content (but always at least one), each in effect exactly
     /// once: the submission is marked done (or failed) in the same transaction that writes the Patient.
     /// What each submission does is decided by <see cref="Processing.ApplyPlanner"/>; the engine only looks up,
     /// locks and writes the plan. <c>lastUpdated</c> values are assigned strictly increasing in commit order across
     /// the whole store, so a reader that has seen every row up to some <c>lastUpdated</c> can never later see a row
     /// below it. Returns what was taken (applied, unchanged, superseded or failed), with each one's id and acceptance time.
     /// </summary>
-    Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken);
+    Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken);
+}
+
+internal static class SubmissionQueueStoreExtensions
+{
+    /// <summary>Applies up to <paramref name="maxCount"/> pending submissions, whatever their size.</summary>
+    public static Task<AppliedBatch> ApplyPendingAsync(this ISubmissionQueueStore store, int maxCount, CancellationToken cancellationToken) =>
+        store.ApplyPendingAsync(maxCount, long.MaxValue, cancellationToken);
 }
 
 /// <summary>The Patient feed: current versions, by id and in keyset pages.</summary>

@@ -61,17 +61,20 @@ internal sealed class FailingQueueStore(ISubmissionQueueStore inner) : ISubmissi
 
     public Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken) => inner.GetQueueStatisticsAsync(cancellationToken);
 
-    public Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
+    public Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken) =>
         Interlocked.Increment(ref _applies) <= AppliesToFail
             ? throw new IOException("simulated apply failure")
-            : inner.ApplyPendingAsync(maxCount, cancellationToken);
+            : inner.ApplyPendingAsync(maxCount, maxBytes, cancellationToken);
 }
 
-/// <summary>The real Patient feed whose reads by id fail with an unexpected exception (a bug, not an outage).</summary>
-internal sealed class FailingFeedStore(IPatientFeedStore inner) : IPatientFeedStore
+/// <summary>
+/// The real Patient feed whose reads by id fail with an unexpected exception (a bug, not an outage), or with the one
+/// <paramref name="failure"/> makes.
+/// </summary>
+internal sealed class FailingFeedStore(IPatientFeedStore inner, Func<Exception>? failure = null) : IPatientFeedStore
 {
     public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
-        throw new InvalidOperationException("simulated bug");
+        throw (failure?.Invoke() ?? new InvalidOperationException("simulated bug"));
 
     public Task<PatientPage> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) => inner.SearchAsync(query, cancellationToken);
 }
@@ -150,10 +153,10 @@ internal sealed class StoreOutage
 
         public Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken) => inner.GetQueueStatisticsAsync(cancellationToken);
 
-        public Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
+        public Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken)
         {
             outage.ThrowWhenDown(ref outage._failedApplies);
-            return inner.ApplyPendingAsync(maxCount, cancellationToken);
+            return inner.ApplyPendingAsync(maxCount, maxBytes, cancellationToken);
         }
     }
 

@@ -99,6 +99,22 @@ public sealed class ApplyPlannerTests
         Assert.Equal(plan.Outcomes[1].PatientId, Assert.Single(plan.Writes).Id);
     }
 
+    [Theory]
+    [InlineData(typeof(OutOfMemoryException))]
+    [InlineData(typeof(InsufficientMemoryException))]
+    [InlineData(typeof(OperationCanceledException))]
+    public void A_failure_that_says_nothing_about_the_submission_fails_the_whole_plan_instead_of_marking_it_failed(Type failure)
+    {
+        // Building the second submission's Patient fails as a process short of memory does: no outcome may say Failed,
+        // the engine's transaction rolls back and both submissions stay queued for a later batch.
+        var ids = 0;
+        string NewId() => ++ids == 2 ? throw (Exception)Activator.CreateInstance(failure)! : $"new-{ids}";
+
+        var thrown = Assert.ThrowsAny<Exception>(() => ApplyPlanner.Plan([Pending(1, "1"), Pending(2, "2")], [], 0, _time, NewId));
+
+        Assert.IsType(failure, thrown);
+    }
+
     [Fact]
     public void LastUpdated_is_one_above_the_clock_when_the_wall_clock_is_not_ahead_of_it()
     {

@@ -23,7 +23,8 @@ internal sealed partial class PostgresPitStore
     // lastUpdated order equal commit order across instances; row locks cannot.
     private static readonly string ClaimSql = $"""
         SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts, id, accepted_at, {StoredRows.ProvenanceColumns} FROM submissions
-        WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2;
+        WHERE seq IN ({SubmissionStateSql.ClaimWithinBytes($"SELECT seq, octet_length(content) AS size FROM submissions WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2", "$3")})
+        ORDER BY seq;
         """;
 
     private static readonly string MatchedPatientsSql = StoredRows.MatchedPatientsQuery("""
@@ -31,20 +32,20 @@ internal sealed partial class PostgresPitStore
         JOIN patient_keys m ON m.tenant = k.tenant AND m.system = k.system AND m.value = k.value
         """);
 
-    public async Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken)
+    public async Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken)
     {
         try
         {
             try
             {
-                return await ApplyBatchAsync(maxCount, oneByOne: false, cancellationToken);
+                return await ApplyBatchAsync(maxCount, maxBytes, oneByOne: false, cancellationToken);
             }
             catch (PostgresException ex) when (!ex.IsTransient)
             {
                 // A set-based statement failed and the database does not say for which submission. Redo the batch
                 // one submission at a time, each under a savepoint, so the failure is charged to its own submission.
                 _logger.LogWarning("Set-based apply failed ({SqlState}); applying this batch one submission at a time.", ex.SqlState);
-                return await ApplyBatchAsync(maxCount, oneByOne: true, cancellationToken);
+                return await ApplyBatchAsync(maxCount, maxBytes, oneByOne: true, cancellationToken);
             }
         }
         catch (NpgsqlException ex) when (ex.IsTransient)
@@ -55,7 +56,7 @@ internal sealed partial class PostgresPitStore
         }
     }
 
-    private async Task<AppliedBatch> ApplyBatchAsync(int maxCount, bool oneByOne, CancellationToken cancellationToken)
+    private async Task<AppliedBatch> ApplyBatchAsync(int maxCount, long maxBytes, bool oneByOne, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
@@ -76,6 +77,7 @@ internal sealed partial class PostgresPitStore
             var select = new NpgsqlBatchCommand(ClaimSql);
             select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = Now() });
             select.Parameters.Add(new NpgsqlParameter<int> { TypedValue = maxCount });
+            select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = maxBytes });
             claim.BatchCommands.Add(select);
             claim.BatchCommands.Add(new NpgsqlBatchCommand("SELECT coalesce(max(last_updated), 0) FROM patients;"));
             await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
@@ -249,10 +251,11 @@ internal sealed partial class PostgresPitStore
 
     /// <summary>
     /// Whether <paramref name="ex"/> from applying one submission counts as an attempt. Transient database errors
-    /// (broken connection, serialization failure, shutdown) do not: they abort the whole batch, which is retried.
+    /// (broken connection, serialization failure, shutdown) do not, nor does a process short of memory
+    /// (<see cref="ApplyPlanner.IsAboutSubmission"/>): they abort the whole batch, which is retried.
     /// </summary>
     private static bool IsApplyFailure(Exception ex, NpgsqlConnection connection) =>
-        ex is not OperationCanceledException
+        ApplyPlanner.IsAboutSubmission(ex)
         && ex is not NpgsqlException { IsTransient: true }
         && connection.FullState == ConnectionState.Open;
 

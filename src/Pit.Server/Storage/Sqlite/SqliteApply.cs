@@ -12,7 +12,8 @@ internal sealed partial class SqlitePitStore
 {
     private static readonly string ClaimSql = $"""
         SELECT seq, tenant, content, content_hash, keys, id, accepted_at, {StoredRows.ProvenanceColumns} FROM submissions
-        WHERE state = {SubmissionStateSql.Queued} ORDER BY seq LIMIT $max;
+        WHERE seq IN ({SubmissionStateSql.ClaimWithinBytes($"SELECT seq, length(content) AS size FROM submissions WHERE state = {SubmissionStateSql.Queued} ORDER BY seq LIMIT $max", "$bytes")})
+        ORDER BY seq;
         """;
 
     // The batch's identifiers as one JSON array of [tenant, system, value]: SQLite has no array parameters.
@@ -22,13 +23,14 @@ internal sealed partial class SqlitePitStore
             AND m.value = json_extract(j.value, '$[2]')
         """);
 
-    public Task<AppliedBatch> ApplyPendingAsync(int maxCount, CancellationToken cancellationToken) =>
+    public Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken) =>
         InWriteTransactionAsync(async (writer, tx) =>
         {
             var pending = new List<PendingSubmission>();
             await using (var claim = Command(writer, tx, ClaimSql))
             {
                 claim.Parameters.AddWithValue("$max", maxCount);
+                claim.Parameters.AddWithValue("$bytes", maxBytes);
                 await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
                 while (await reader.ReadAsync(cancellationToken))
                 {
