@@ -3,10 +3,8 @@ using System.Text.RegularExpressions;
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Pit.Server.Auth;
-using Pit.Server.Feed;
 using Pit.Server.Fhir;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
@@ -37,6 +35,7 @@ internal static partial class PatientEndpoints
         }
 
         services.AddSingleton<SearchCursorProtector>();
+        services.AddSingleton<PatientPager>();
         return services;
     }
 
@@ -96,99 +95,24 @@ internal static partial class PatientEndpoints
     }
 
     private static async Task<Results<FhirOkStream<Bundle>, BadRequest>> SearchAsync(
-        HttpContext context, PitCaller caller, IPatientFeedStore store, SearchCursorProtector protector, AuditTrail audit, FhirJson fhirJson,
-        PublicBaseUrl baseUrl, TimeProvider time, FeedLongPoll longPoll, IOptions<FeedOptions> feedOptions, IOptions<SearchOptions> searchOptions)
+        HttpContext context, PitCaller caller, PatientPager pager, AuditTrail audit, FhirJson fhirJson, PublicBaseUrl baseUrl, TimeProvider time)
     {
         var request = context.Request;
-        var prefer = PreferHeader.Parse(request.Headers["Prefer"]);
-        var lenient = prefer.Lenient;
-        var errors = new List<SearchParameterError>();
-        var search = PatientSearchQuery.Parse(request.Query, lenient, errors);
-        if (prefer.MalformedWait is not null && !lenient)
-        {
-            errors.Add(new SearchParameterError(MalformedWait(prefer.MalformedWait), "Prefer"));
-        }
-
-        if (search is null || errors.Count > 0)
-        {
-            var outcome = new OperationOutcome();
-            foreach (var e in errors)
-            {
-                outcome.Issue.Add(Outcomes.Issue(OperationOutcome.IssueSeverity.Error,
-                    e.NotSupported ? OperationOutcome.IssueType.NotSupported : OperationOutcome.IssueType.Invalid, e.Message, e.Parameter));
-            }
-
-            return new BadRequest(PitProblem.WithOutcome(StatusCodes.Status400BadRequest, outcome));
-        }
-
-        var scope = caller.ReadScope ?? SearchCursor.AllOrganisations;
         var root = baseUrl.For(request) + "/v1/Patient";
-        var maxBytes = searchOptions.Value.MaxPageBytes;
-        PatientPageQuery page;
-        string self;
-        if (search.Cursor is { } cursorText)
+        var result = await pager.SearchAsync(caller, request.Query, request.Headers["Prefer"], root, context.RequestAborted);
+        if (result.Page is not { } page)
         {
-            var cursor = await protector.UnprotectAsync(cursorText);
-            if (cursor is null || cursor.Scope != scope)
-            {
-                return new BadRequest(PitProblem.Error(StatusCodes.Status400BadRequest, OperationOutcome.IssueType.Invalid,
-                    "The cursor is not valid here. Use the next link of a Bundle exactly as this server returned it, with the same credentials.", "cursor"));
-            }
-
-            var count = search.Count ?? cursor.Count;
-            page = new PatientPageQuery(caller.ReadScope, cursor.Descending, cursor.From, cursor.To, cursor.After, count, maxBytes);
-            self = QueryHelpers.AddQueryString(root, "cursor", cursorText);
-            if (search.Count is not null)
-            {
-                self = QueryHelpers.AddQueryString(self, "_count", count.ToString(CultureInfo.InvariantCulture));
-            }
-        }
-        else
-        {
-            var count = search.Count ?? PatientSearchQuery.DefaultCount;
-            page = new PatientPageQuery(caller.ReadScope, search.Descending, search.From, search.To, null, count, maxBytes);
-            var parameters = search.LastUpdated.Select(v => new KeyValuePair<string, string?>("_lastUpdated", v)).ToList();
-            parameters.Add(new("_count", count.ToString(CultureInfo.InvariantCulture)));
-            parameters.Add(new("_sort", search.Descending ? "-_lastUpdated" : "_lastUpdated"));
-            self = QueryHelpers.AddQueryString(root, parameters);
+            return new BadRequest(PitProblem.WithOutcome(StatusCodes.Status400BadRequest, result.Refusal!));
         }
 
-        // Prefer: wait=N holds a search whose page is empty until the feed changes (Feed/FeedLongPoll.cs); any search, cursor or not.
-        var wait = prefer.Wait(feedOptions.Value.MaxWait);
-        var polled = await longPoll.SearchAsync(caller, wait, ct => store.SearchAsync(page, ct), context.RequestAborted);
-        if (polled.Waited)
+        if (page.Waited is { } waited)
         {
-            context.Response.Headers["Preference-Applied"] = $"wait={(int)wait.TotalSeconds}";
+            context.Response.Headers["Preference-Applied"] = $"wait={(int)waited.TotalSeconds}";
         }
 
-        // A page ends at _count rows or at the byte cap, whichever comes first; the next link continues after its last row
-        // and asks for the same _count.
-        var rows = polled.Page.Rows;
-        string? next = null;
-        if (polled.Page.More)
-        {
-            var last = rows[^1];
-            var cursor = new SearchCursor(page.Descending, page.Limit, page.From, page.To, new PagePosition(last.LastUpdated, last.Id), scope);
-            next = QueryHelpers.AddQueryString(root, "cursor", await protector.ProtectAsync(cursor));
-        }
-
-        var warnings = new List<OperationOutcome.IssueComponent>();
-        if (search.Ignored.Count > 0)
-        {
-            warnings.Add(Outcomes.Issue(OperationOutcome.IssueSeverity.Warning, OperationOutcome.IssueType.NotSupported,
-                $"Ignored unknown search parameter(s): {string.Join(", ", search.Ignored)}.", [.. search.Ignored]));
-        }
-
-        if (prefer.MalformedWait is not null)
-        {
-            warnings.Add(Outcomes.Issue(OperationOutcome.IssueSeverity.Warning, OperationOutcome.IssueType.Invalid,
-                "Ignored: " + MalformedWait(prefer.MalformedWait), "Prefer"));
-        }
-
-        var ignoredOutcome = warnings.Count > 0 ? fhirJson.Serialize(new OperationOutcome { Issue = warnings }) : null;
-
-        audit.Record(Audit(time, "search", caller, null, string.Join(',', rows.Select(r => r.Id)), StatusCodes.Status200OK, "ok"));
-        return FhirResults.OkStream<Bundle>((output, ct) => SearchBundleWriter.WriteAsync(output, root + "/", self, next, rows, ignoredOutcome, ct));
+        var warnings = page.Warnings.Count > 0 ? fhirJson.Serialize(new OperationOutcome { Issue = [.. page.Warnings] }) : null;
+        audit.Record(Audit(time, "search", caller, null, string.Join(',', page.Rows.Select(r => r.Id)), StatusCodes.Status200OK, "ok"));
+        return FhirResults.OkStream<Bundle>((output, ct) => SearchBundleWriter.WriteAsync(output, root + "/", page.Self, page.Next, page.Rows, warnings, ct));
     }
 
     private static async Task<Results<FhirOk<Patient>, NotFound>> ReadAsync(
@@ -236,9 +160,6 @@ internal static partial class PatientEndpoints
                 return FhirResults.Ok(context, Outcomes.Information($"Processed: {reference}, {what}.", reference));
         }
     }
-
-    private static string MalformedWait(string value) =>
-        $"Prefer wait must be a whole number of seconds (e.g. wait=20; at most the server's maximum, longer is shortened); got '{value}'.";
 
     private static AuditEntry Audit(TimeProvider time, string action, PitCaller caller, Guid? submission, string? patients, int status, string outcome) =>
         new(FeedTime.FromDateTimeOffset(time.GetUtcNow()), action, caller.ClientId, caller.Organisation, caller.OrgnrChild, submission, patients, status, outcome);
