@@ -1,9 +1,9 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
+using Pit.Server.Audit;
 using Pit.Server.Auth;
 using Pit.Server.Feed;
-using Pit.Server.Processing;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
 

@@ -4,6 +4,7 @@ using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
+using Pit.Server.Audit;
 using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Processing;

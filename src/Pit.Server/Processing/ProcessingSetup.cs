@@ -1,3 +1,5 @@
+using Pit.Server.Audit;
+
 namespace Pit.Server.Processing;
 
 internal static class ProcessingSetup
@@ -25,9 +27,9 @@ internal static class ProcessingSetup
         services.AddSingleton<ProcessingSignal>();
         services.AddSingleton<SubmissionQueue>();
         services.AddHostedService(sp => sp.GetRequiredService<SubmissionQueue>());
-        services.AddSingleton<AuditTrail>();
-        services.AddHostedService(sp => sp.GetRequiredService<AuditTrail>());
-        services.AddHealthChecks().AddCheck<AuditBacklogHealthCheck>("audit", tags: ["ready"]);
+        // Between the queue and the processor, as before the audit trail had a folder of its own: hosted services start
+        // in the order they are registered.
+        services.AddPitAudit();
         services.AddHostedService<SubmissionProcessor>();
         return services;
     }

@@ -69,7 +69,7 @@ internal static class StorageSetup
         }
 
         services.AddSharedSecrets(configuration);
-        services.AddOptions<Processing.AuditOptions>().Bind(configuration.GetSection("Pit:Audit"))
+        services.AddOptions<Audit.AuditOptions>().Bind(configuration.GetSection("Pit:Audit"))
             .Validate(o => o.RetentionDays is >= 1 and <= 3650, "Pit:Audit:RetentionDays must be 1-3650.")
             .Validate(o => o.ReadinessBacklog >= 1, "Pit:Audit:ReadinessBacklog must be positive.")
             .ValidateOnStart();

@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Options;
-using Pit.Server.Processing;
+using Pit.Server.Audit;
 
 namespace Pit.Server.Storage;
 

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
-using Pit.Server.Processing;
+using Pit.Server.Audit;
 using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
 

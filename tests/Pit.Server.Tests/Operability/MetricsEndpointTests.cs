@@ -63,7 +63,7 @@ public sealed class MetricsEndpointTests
                 }
             }
 
-            var trail = server.Services.GetRequiredService<Pit.Server.Processing.AuditTrail>();
+            var trail = server.Services.GetRequiredService<Pit.Server.Audit.AuditTrail>();
             for (var i = 0; i < 500 && trail.Backlog != 4; i++)
             {
                 await Task.Delay(10);

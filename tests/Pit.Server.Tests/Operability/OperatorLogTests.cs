@@ -5,6 +5,7 @@ using System.Reflection;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
+using Pit.Server.Audit;
 using Pit.Server.Operability;
 using Pit.Server.Processing;
 using Pit.Server.Storage;

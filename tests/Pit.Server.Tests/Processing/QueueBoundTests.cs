@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
+using Pit.Server.Audit;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;

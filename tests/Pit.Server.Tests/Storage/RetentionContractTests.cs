@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
-using Pit.Server.Processing;
+using Pit.Server.Audit;
 using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
 

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 
-namespace Pit.Server.Processing;
+namespace Pit.Server.Audit;
 
 /// <summary>
 /// Readiness of the audit trail: unhealthy while more than <see cref="AuditOptions.ReadinessBacklog"/> entries wait

@@ -1,8 +1,9 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
+using Pit.Server.Processing;
 using Pit.Server.Storage;
 
-namespace Pit.Server.Processing;
+namespace Pit.Server.Audit;
 
 /// <summary>
 /// Records who did what, batched off the request path into the store's audit_log table. Entries hold ids,

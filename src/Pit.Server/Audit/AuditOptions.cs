@@ -1,4 +1,4 @@
-namespace Pit.Server.Processing;
+namespace Pit.Server.Audit;
 
 /// <summary>Options of section <c>Pit:Audit</c>.</summary>
 internal sealed class AuditOptions
