@@ -13,14 +13,12 @@ namespace Pit.Server.Audit;
 /// At most <see cref="ProcessingOptions.MaxQueuedAuditEntries"/> entries wait for their write (plus the one batch
 /// being written). Beyond that bound the newest entry is dropped rather than held or made to block the request: every
 /// drop is counted (<see cref="Dropped"/>), the first of an episode logs an error, and the next successful write logs
-/// how many were lost. A failed write is retried until it succeeds (backing off to <see cref="MaxRetryDelay"/>), so in
-/// a database outage entries wait in this buffer and are written, in order, after recovery; only the bound loses any.
+/// how many were lost. A failed write is retried until it succeeds (backing off by <see cref="RetryBackoff.AuditWrites"/>),
+/// so in a database outage entries wait in this buffer and are written, in order, after recovery; only the bound loses
+/// any.
 /// </remarks>
 internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingOptions> options, TimeProvider time, ILogger<AuditTrail> logger) : DrainingService
 {
-    /// <summary>The longest wait between attempts to write a failing batch.</summary>
-    public static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(5);
-
     private readonly Channel<AuditEntry> _channel = Channel.CreateBounded<AuditEntry>(new BoundedChannelOptions(options.Value.MaxQueuedAuditEntries)
     {
         SingleReader = true,
@@ -99,8 +97,7 @@ internal sealed partial class AuditTrail(IAuditStore store, IOptions<ProcessingO
                         LogAuditHeldAtShutdown(logger, Backlog);
                     }
 
-                    var delay = TimeSpan.FromMilliseconds(Math.Min(200.0 * attempt, MaxRetryDelay.TotalMilliseconds));
-                    await Task.Delay(delay, time, CancellationToken.None);
+                    await RetryBackoff.AuditWrites.WaitAsync(attempt, time, CancellationToken.None);
                 }
             }
 

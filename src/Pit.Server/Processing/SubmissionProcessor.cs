@@ -93,9 +93,8 @@ internal sealed class SubmissionProcessor(
                 shrink = ex is OutOfMemoryException ? Math.Min(shrink + 1, 30) : shrink;
                 failures++;
                 metrics.ApplyFailed();
-                var delay = TimeSpan.FromMilliseconds(Math.Min(30_000, 100 * Math.Pow(2, Math.Min(failures, 10))));
                 _outage.Failed(ex);
-                await Task.Delay(delay, time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                await RetryBackoff.Apply.WaitAsync(failures, time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
     }

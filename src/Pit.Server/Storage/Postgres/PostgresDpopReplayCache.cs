@@ -122,20 +122,9 @@ internal sealed class PostgresDpopReplayCache : IDpopReplayCache, IAsyncDisposab
         }
     }
 
-    private async Task<HashSet<Guid>> InsertWithRetryAsync(ICollection<Pending> items)
-    {
-        try
-        {
-            return await InsertAsync(items);
-        }
-        catch (NpgsqlException ex) when (ex.IsTransient)
-        {
-            // Most often a pooled connection the server dropped (restart, failover): once more on a fresh one.
-            // Should the lost attempt have landed, the retry finds its rows and refuses them: failing closed.
-            _dataSource.Clear();
-            return await InsertAsync(items);
-        }
-    }
+    // Should a lost attempt have landed, the second finds its rows and refuses them: failing closed.
+    private Task<HashSet<Guid>> InsertWithRetryAsync(ICollection<Pending> items) =>
+        _dataSource.OnceMoreOnFreshConnectionAsync(_ => InsertAsync(items), CancellationToken.None);
 
     private async Task<HashSet<Guid>> InsertAsync(ICollection<Pending> items)
     {

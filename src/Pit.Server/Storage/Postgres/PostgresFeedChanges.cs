@@ -89,11 +89,10 @@ internal sealed class PostgresFeedListener(
             catch (Exception ex)
             {
                 _failures++;
-                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 100 * Math.Pow(2, Math.Min(_failures, 7))));
                 _outage.Failed(ex);
                 try
                 {
-                    await Task.Delay(delay, time, stoppingToken);
+                    await RetryBackoff.Listen.WaitAsync(_failures, time, stoppingToken);
                 }
                 catch (OperationCanceledException)
                 {

@@ -305,23 +305,9 @@ internal sealed partial class PostgresPitStore
         }
     }
 
-    /// <summary>
-    /// Runs an operation that is safe to repeat. After a transient failure, most often a pooled connection the server
-    /// dropped in a restart or failover, it clears the pool and tries once more on a fresh connection, so a recovered
-    /// database does not cost a failed request per stale pooled connection.
-    /// </summary>
-    private async Task<T> RetryOnceAsync<T>(Func<CancellationToken, Task<T>> operation, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await operation(cancellationToken);
-        }
-        catch (NpgsqlException ex) when (ex.IsTransient && !cancellationToken.IsCancellationRequested)
-        {
-            _dataSource.Clear();
-            return await operation(cancellationToken);
-        }
-    }
+    /// <summary>Runs an operation that is safe to repeat, once more on a fresh connection after a transient failure (<see cref="PostgresRetry"/>).</summary>
+    private Task<T> RetryOnceAsync<T>(Func<CancellationToken, Task<T>> operation, CancellationToken cancellationToken) =>
+        _dataSource.OnceMoreOnFreshConnectionAsync(operation, cancellationToken);
 
     private long Now() => FeedTime.FromDateTimeOffset(_time.GetUtcNow());
 
