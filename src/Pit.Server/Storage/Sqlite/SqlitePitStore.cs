@@ -248,6 +248,12 @@ internal sealed partial class SqlitePitStore
             if (healthy && !_disposed && Interlocked.Increment(ref _idleReaderCount) <= MaxIdleReaders)
             {
                 _idleReaders.Add(statements);
+
+                // Disposed meanwhile: close what the disposal may have missed rather than leave a connection open.
+                while (_disposed && _idleReaders.TryTake(out var late))
+                {
+                    late.Dispose();
+                }
             }
             else
             {
