@@ -24,7 +24,7 @@ using Pit.TestSupport;
 //       (the per-client limit on: one client floods on every connection while a quiet client of another organisation
 //       sends 20 requests/s; prints what each got)
 // Storage: a temp SQLite file by default; --postgres "Host=...;Username=...;Database=..." for an existing database;
-// --diagnose also counts the server process's fsync/fdatasync calls during the measured run (`perf stat`, root) and
+// --diagnose also counts the server process's fsync/fdatasync/pwrite64 calls during the measured run (`perf stat`, root) and
 // reads its group-commit batch sizes (`dotnet-counters`); both tools add a little load of their own.
 // --warmup N (default 60) seconds of load before the measured run, so tiered compilation has reached the hot path;
 // --environment NAME (default LoadTest) runs the server in that environment (the stand-in is allowed in it), not in

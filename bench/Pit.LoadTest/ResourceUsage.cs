@@ -26,7 +26,7 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         if (diagnoseSeconds is { } seconds)
         {
             var pid = serverPid.ToString(CultureInfo.InvariantCulture);
-            _perf = Start("perf", ["stat", "-x", ",", "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync", "-p", pid, "--", "sleep", seconds.ToString(CultureInfo.InvariantCulture)]);
+            _perf = Start("perf", ["stat", "-x", ",", "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_pwrite64", "-p", pid, "--", "sleep", seconds.ToString(CultureInfo.InvariantCulture)]);
             _countersFile = Path.Combine(Path.GetTempPath(), $"pit-counters-{Guid.NewGuid():N}.csv");
             var tool = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".dotnet", "tools", "dotnet-counters");
             _counters = Start(File.Exists(tool) ? tool : "dotnet-counters",

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Pit.Server.Storage;
 
 namespace Pit.Server.Processing;
@@ -20,12 +21,14 @@ internal static class ApplyPlanner
     /// <summary>
     /// Plans <paramref name="batch"/> against <paramref name="existing"/>; <paramref name="clock"/> is the store's
     /// highest lastUpdated, read under the engine's feed lock. Each write gets <c>max(now, clock + 1)</c>, so
-    /// lastUpdated is strictly increasing whatever the wall clock does.
+    /// lastUpdated is strictly increasing whatever the wall clock does. A new Patient's id comes from
+    /// <paramref name="newId"/>, by default <see cref="PatientIdFor(Guid)"/> of the submission that creates it.
     /// </summary>
     public static ApplyPlan Plan(
-        IReadOnlyList<PendingSubmission> batch, IEnumerable<ExistingPatient> existing, long clock, TimeProvider time, Func<string>? newId = null)
+        IReadOnlyList<PendingSubmission> batch, IEnumerable<ExistingPatient> existing, long clock, TimeProvider time,
+        Func<PendingSubmission, string>? newId = null)
     {
-        newId ??= NewPatientId;
+        newId ??= s => PatientIdFor(s.Taken.Id);
         var picture = new Picture(existing);
         var outcomes = new List<SubmissionOutcome>(batch.Count);
         foreach (var s in batch)
@@ -60,10 +63,29 @@ internal static class ApplyPlanner
     public static bool IsAboutSubmission(Exception ex) =>
         ex is not (OutOfMemoryException or OperationCanceledException or ThreadInterruptedException);
 
-    /// <summary>A new server-assigned Patient id (32 lower-case hex digits, random).</summary>
+    /// <summary>A new server-assigned Patient id (32 lower-case hex digits, random), for rows written outside the queue.</summary>
     public static string NewPatientId() => Guid.NewGuid().ToString("N");
 
-    private static SubmissionOutcome Decide(PendingSubmission s, Picture picture, ref long clock, long now, Func<string> newId)
+    /// <summary>
+    /// The id of the Patient that submission <paramref name="submissionId"/> creates: 32 lower-case hex digits, the
+    /// first half of SHA-256 over a fixed label and the submission id. Derived rather than drawn, so that applying the
+    /// same submission again (SQLite's apply commits without an fsync, and a power loss can undo it: docs/OPERATIONS.md)
+    /// writes the same Patient under the same id; hashed, so that the id does not reveal the submission id or its
+    /// acceptance time (submission ids are UUIDv7).
+    /// </summary>
+    public static string PatientIdFor(Guid submissionId)
+    {
+        Span<byte> input = stackalloc byte[PatientIdLabel.Length + 16];
+        PatientIdLabel.CopyTo(input);
+        submissionId.TryWriteBytes(input[PatientIdLabel.Length..], bigEndian: true, out _);
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(input, hash);
+        return Convert.ToHexStringLower(hash[..16]);
+    }
+
+    private static ReadOnlySpan<byte> PatientIdLabel => "pit:patient-id:v1:"u8;
+
+    private static SubmissionOutcome Decide(PendingSubmission s, Picture picture, ref long clock, long now, Func<PendingSubmission, string> newId)
     {
         var keys = s.Keys.Distinct().ToList();
         var matched = new List<PatientState>(1);
@@ -93,7 +115,7 @@ internal static class ApplyPlanner
             return new SubmissionOutcome(s.Sequence, SubmissionState.Unchanged, now, current.Id, current.Version, null);
         }
 
-        var id = current?.Id ?? newId();
+        var id = current?.Id ?? newId(s);
         var version = (current?.Version ?? 0) + 1;
         var lastUpdated = Math.Max(now, clock + 1);
 

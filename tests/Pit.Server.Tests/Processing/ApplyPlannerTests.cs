@@ -110,9 +110,27 @@ public sealed class ApplyPlannerTests
         var ids = 0;
         string NewId() => ++ids == 2 ? throw (Exception)Activator.CreateInstance(failure)! : $"new-{ids}";
 
-        var thrown = Assert.ThrowsAny<Exception>(() => ApplyPlanner.Plan([Pending(1, "1"), Pending(2, "2")], [], 0, _time, NewId));
+        var thrown = Assert.ThrowsAny<Exception>(() => ApplyPlanner.Plan([Pending(1, "1"), Pending(2, "2")], [], 0, _time, _ => NewId()));
 
         Assert.IsType(failure, thrown);
+    }
+
+    [Fact]
+    public void A_new_patients_id_is_derived_from_the_submission_that_creates_it_so_a_redo_writes_the_same_id()
+    {
+        var submissionId = Guid.CreateVersion7();
+        var s = Pending(1, "1") with { Taken = new TakenSubmission(submissionId, StartMicros, Tenant) };
+
+        var first = ApplyPlanner.Plan([s], [], 0, _time);
+        var redo = ApplyPlanner.Plan([s], [], 0, _time);
+
+        var id = Assert.Single(first.Writes).Id;
+        Assert.Equal(id, Assert.Single(redo.Writes).Id);
+        Assert.Equal(id, first.Outcomes[0].PatientId);
+        Assert.Equal(ApplyPlanner.PatientIdFor(submissionId), id);
+        Assert.Matches("^[0-9a-f]{32}$", id);
+        Assert.NotEqual(submissionId.ToString("N"), id);
+        Assert.NotEqual(id, ApplyPlanner.PatientIdFor(Guid.CreateVersion7()));
     }
 
     [Fact]
@@ -163,7 +181,7 @@ public sealed class ApplyPlannerTests
     }
 
     private ApplyPlan Plan(IReadOnlyList<PendingSubmission> batch, IReadOnlyList<ExistingPatient> existing, long clock) =>
-        ApplyPlanner.Plan(batch, existing, clock, _time, () => $"new-{++_ids}");
+        ApplyPlanner.Plan(batch, existing, clock, _time, _ => $"new-{++_ids}");
 
     private static PendingSubmission Pending(long sequence, string fnr, string gender = "female", params PatientKey[] extra)
     {

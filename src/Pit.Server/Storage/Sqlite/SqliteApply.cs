@@ -7,6 +7,13 @@ namespace Pit.Server.Storage.Sqlite;
 /// <summary>
 /// Applying the queue: one write transaction (SQLite has one writer, so it is serial by nature) claims the queued
 /// rows, reads the clock and the matched Patients, lets <see cref="ApplyPlanner"/> decide, and writes the plan.
+/// <para>
+/// The transaction commits without an fsync of its own. Everything it writes follows from rows that are already durable
+/// (the submissions, each fsynced by its group commit before its 202, and the Patients of earlier applies), and the
+/// planner derives a new Patient's id from its submission's id, so a power loss that undoes the apply leaves the
+/// submissions queued, and applying them again writes the same Patients under the same ids and versions. WAL frames
+/// reach the disk in order, so the next group commit's fsync makes the apply durable too (docs/OPERATIONS.md).
+/// </para>
 /// </summary>
 internal sealed partial class SqlitePitStore
 {
@@ -24,14 +31,12 @@ internal sealed partial class SqlitePitStore
         """);
 
     public Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken) =>
-        InWriteTransactionAsync(async (writer, tx) =>
+        InWriteTransactionAsync(durable: false, async (writer, tx) =>
         {
             var pending = new List<PendingSubmission>();
-            await using (var claim = Command(writer, tx, ClaimSql))
+            using (var claim = writer.Get(ClaimSql, tx, "$max", "$bytes"))
             {
-                claim.Parameters.AddWithValue("$max", maxCount);
-                claim.Parameters.AddWithValue("$bytes", maxBytes);
-                await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
+                await using var reader = await claim.With(maxCount, maxBytes).ExecuteReaderAsync(cancellationToken);
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     var id = new Guid((byte[])reader[5]);
@@ -47,18 +52,22 @@ internal sealed partial class SqlitePitStore
                 return AppliedBatch.Empty;
             }
 
-            var clock = Convert.ToInt64(await ScalarAsync(writer, tx, "SELECT coalesce(max(last_updated), 0) FROM patients;", cancellationToken));
-            IReadOnlyList<ExistingPatient> existing;
-            await using (var load = Command(writer, tx, MatchedPatientsSql))
+            long clock;
+            using (var read = writer.Get("SELECT coalesce(max(last_updated), 0) FROM patients;", tx))
             {
-                load.Parameters.AddWithValue("$keys", JsonSerializer.Serialize(pending.SelectMany(s => s.Keys.Select(k => new[] { s.Tenant, k.System, k.Value }))));
-                await using var reader = await load.ExecuteReaderAsync(cancellationToken);
+                clock = Convert.ToInt64(await read.Command.ExecuteScalarAsync(cancellationToken));
+            }
+
+            IReadOnlyList<ExistingPatient> existing;
+            using (var load = writer.Get(MatchedPatientsSql, tx, "$keys"))
+            {
+                var keys = JsonSerializer.Serialize(pending.SelectMany(s => s.Keys.Select(k => new[] { s.Tenant, k.System, k.Value })));
+                await using var reader = await load.With(keys).ExecuteReaderAsync(cancellationToken);
                 existing = await StoredRows.MatchedPatientsAsync(reader, cancellationToken);
             }
 
             var plan = ApplyPlanner.Plan(pending, existing, clock, _time);
-            await using var statements = new PlanStatements(writer, tx);
-            await statements.ExecuteAsync(plan, cancellationToken);
+            await WritePlanAsync(writer, tx, plan, cancellationToken);
             return new AppliedBatch(pending.ConvertAll(s => s.Taken));
         }, cancellationToken);
 
@@ -68,91 +77,59 @@ internal sealed partial class SqlitePitStore
     internal static IReadOnlyList<PatientKey> DeserializeKeys(string json) =>
         JsonSerializer.Deserialize<string[][]>(json)!.Select(k => new PatientKey(k[0], k[1])).ToList();
 
-    /// <summary>The statements that write a plan, prepared once per batch and reused for every row.</summary>
-    private sealed class PlanStatements : IAsyncDisposable
+    private const string UpsertPatientSql = """
+        INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
+        VALUES ($id, $tenant, $version, $lu, $hash, $seq, $json)
+        ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+            content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
+        """;
+
+    private const string DeleteKeysSql = "DELETE FROM patient_keys WHERE patient_id = $id;";
+
+    private const string InsertKeySql = "INSERT INTO patient_keys (tenant, system, value, patient_id) VALUES ($tenant, $system, $value, $id);";
+
+    private const string TouchSql = "UPDATE patients SET last_seq = max(last_seq, $seq) WHERE id = $id;";
+
+    private static readonly string MarkSql = $"""
+        UPDATE submissions SET state = $state, processed_at = $now, patient_id = $pid, patient_version = $version,
+            reason = $reason, content = {SubmissionStateSql.RetainedContent("$state", "content")}
+        WHERE seq = $seq;
+        """;
+
+    /// <summary>Writes a plan with the writer's prepared statements, each bound anew for every row.</summary>
+    private static async Task WritePlanAsync(SqliteStatements writer, SqliteTransaction tx, ApplyPlan plan, CancellationToken cancellationToken)
     {
-        private readonly SqliteCommand _upsert;
-        private readonly SqliteCommand _deleteKeys;
-        private readonly SqliteCommand _insertKey;
-        private readonly SqliteCommand _touch;
-        private readonly SqliteCommand _mark;
-
-        public PlanStatements(SqliteConnection connection, SqliteTransaction tx)
+        using var upsert = writer.Get(UpsertPatientSql, tx, "$id", "$tenant", "$version", "$lu", "$hash", "$seq", "$json");
+        using var deleteKeys = writer.Get(DeleteKeysSql, tx, "$id");
+        using var insertKey = writer.Get(InsertKeySql, tx, "$tenant", "$system", "$value", "$id");
+        foreach (var p in plan.Writes)
         {
-            _upsert = Prepare(connection, tx, """
-                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
-                VALUES ($id, $tenant, $version, $lu, $hash, $seq, $json)
-                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
-                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
-                """, "$id", "$tenant", "$version", "$lu", "$hash", "$seq", "$json");
-            _deleteKeys = Prepare(connection, tx, "DELETE FROM patient_keys WHERE patient_id = $id;", "$id");
-            _insertKey = Prepare(connection, tx,
-                "INSERT INTO patient_keys (tenant, system, value, patient_id) VALUES ($tenant, $system, $value, $id);",
-                "$tenant", "$system", "$value", "$id");
-            _touch = Prepare(connection, tx, "UPDATE patients SET last_seq = max(last_seq, $seq) WHERE id = $id;", "$seq", "$id");
-            _mark = Prepare(connection, tx, $"""
-                UPDATE submissions SET state = $state, processed_at = $now, patient_id = $pid, patient_version = $version,
-                    reason = $reason, content = {SubmissionStateSql.RetainedContent("$state", "content")}
-                WHERE seq = $seq;
-                """, "$state", "$now", "$pid", "$version", "$reason", "$seq");
-        }
-
-        public async Task ExecuteAsync(ApplyPlan plan, CancellationToken cancellationToken)
-        {
-            foreach (var p in plan.Writes)
+            await upsert.With(p.Id, p.Tenant, p.Version, p.LastUpdated, p.ContentHash, p.LastSequence, p.Json).ExecuteNonQueryAsync(cancellationToken);
+            if (p.MayHaveStoredKeys)
             {
-                await RunAsync(_upsert, cancellationToken, p.Id, p.Tenant, p.Version, p.LastUpdated, p.ContentHash, p.LastSequence, p.Json);
-                if (p.MayHaveStoredKeys)
-                {
-                    await RunAsync(_deleteKeys, cancellationToken, p.Id);
-                }
-
-                foreach (var key in p.Keys)
-                {
-                    await RunAsync(_insertKey, cancellationToken, p.Tenant, key.System, key.Value, p.Id);
-                }
+                await deleteKeys.With(p.Id).ExecuteNonQueryAsync(cancellationToken);
             }
 
+            foreach (var key in p.Keys)
+            {
+                await insertKey.With(p.Tenant, key.System, key.Value, p.Id).ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+
+        if (plan.Touches.Count > 0)
+        {
+            using var touch = writer.Get(TouchSql, tx, "$seq", "$id");
             foreach (var t in plan.Touches)
             {
-                await RunAsync(_touch, cancellationToken, t.LastSequence, t.PatientId);
-            }
-
-            // Here a submission whose planning threw ends as Failed at once: SQLite keeps no attempt count.
-            foreach (var o in plan.Outcomes)
-            {
-                await RunAsync(_mark, cancellationToken, (int)o.State, o.ProcessedAt, o.PatientId, o.Version, o.Reason, o.Sequence);
+                await touch.With(t.LastSequence, t.PatientId).ExecuteNonQueryAsync(cancellationToken);
             }
         }
 
-        public async ValueTask DisposeAsync()
+        // Here a submission whose planning threw ends as Failed at once: SQLite keeps no attempt count.
+        using var mark = writer.Get(MarkSql, tx, "$state", "$now", "$pid", "$version", "$reason", "$seq");
+        foreach (var o in plan.Outcomes)
         {
-            foreach (var command in new[] { _upsert, _deleteKeys, _insertKey, _touch, _mark })
-            {
-                await command.DisposeAsync();
-            }
-        }
-
-        private static SqliteCommand Prepare(SqliteConnection connection, SqliteTransaction tx, string sql, params string[] parameters)
-        {
-            var command = Command(connection, tx, sql);
-            foreach (var name in parameters)
-            {
-                command.Parameters.Add(new SqliteParameter { ParameterName = name });
-            }
-
-            command.Prepare();
-            return command;
-        }
-
-        private static Task<int> RunAsync(SqliteCommand command, CancellationToken cancellationToken, params object?[] values)
-        {
-            for (var i = 0; i < values.Length; i++)
-            {
-                command.Parameters[i].Value = values[i] ?? DBNull.Value;
-            }
-
-            return command.ExecuteNonQueryAsync(cancellationToken);
+            await mark.With((int)o.State, o.ProcessedAt, o.PatientId, o.Version, o.Reason, o.Sequence).ExecuteNonQueryAsync(cancellationToken);
         }
     }
 }

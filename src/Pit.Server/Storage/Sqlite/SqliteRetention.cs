@@ -37,7 +37,7 @@ internal sealed partial class SqlitePitStore
     private Task<int> DeleteBatchAsync(string sql, long before, int maxRows, CancellationToken cancellationToken) =>
         InWriteTransactionAsync(durable: false, async (writer, tx) =>
         {
-            await using var delete = Command(writer, tx, sql);
+            await using var delete = Command(writer.Connection, tx, sql);
             delete.Parameters.AddWithValue("$before", before);
             delete.Parameters.AddWithValue("$limit", maxRows);
             return await delete.ExecuteNonQueryAsync(cancellationToken);
