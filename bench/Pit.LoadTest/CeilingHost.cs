@@ -6,6 +6,7 @@ using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Operability;
 using Pit.Server.Telemetry;
+using Pit.TestSupport;
 
 namespace Pit.LoadTest;
 
@@ -20,11 +21,20 @@ namespace Pit.LoadTest;
 /// The harness starts this assembly as its own process (like the server, so its CPU is measured apart from the
 /// harness's), with <see cref="EnvironmentVariable"/> set and the server's command-line settings.
 /// </remarks>
-internal static class CeilingHost
+public static class CeilingHost
 {
     /// <summary>Set (to anything) in the environment of a process that should run as the ceiling host.</summary>
     public const string EnvironmentVariable = "PIT_LOADTEST_CEILING_HOST";
 
+    /// <summary>
+    /// Starts the ceiling host as its own process, configured as <see cref="ServerProcess"/> configures the server (its
+    /// HelseID stand-in, <paramref name="settings"/>), and waits until it is ready.
+    /// </summary>
+    public static Task<ServerProcess> StartAsync(string dataDirectory, IDictionary<string, string?> settings) =>
+        ServerProcess.StartAsync(typeof(CeilingHost).Assembly.Location, dataDirectory, settings,
+            environment: new Dictionary<string, string> { [EnvironmentVariable] = "1" });
+
+    /// <summary>Runs the ceiling host in this process until it is stopped.</summary>
     public static async System.Threading.Tasks.Task RunAsync(string[] args)
     {
         var builder = WebApplication.CreateBuilder(args);

@@ -181,8 +181,7 @@ async Task RunLoadAsync()
     var connections = Positional(1, 32);
     var seed = Positional(2, 1000);
     await using var server = ceiling
-        ? await ServerProcess.StartAsync(typeof(CeilingHost).Assembly.Location, data, settings,
-            environment: new Dictionary<string, string> { [CeilingHost.EnvironmentVariable] = "1" })
+        ? await CeilingHost.StartAsync(data, settings)
         : await ServerProcess.StartAsync(serverDll, data, settings);
     var clients = Enumerable.Range(0, connections).Select(_ => server.CreateClient()).ToArray();
     var identities = new SyntheticIdentitySequence();
