@@ -28,6 +28,8 @@ public class RequestPathBenchmarks
         new FhirJson(), new RequestBodyBudget(Options.Create(new ProcessingOptions()), TimeProvider.System),
         new PitMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()),
         Options.Create(new ValidationOptions()), TimeProvider.System, NullLogger<PatientSubmissionReader>.Instance);
+    private readonly FhirJson _fhirJson = new();
+    private Hl7.Fhir.Model.Patient _parsed = null!;
     private readonly PitCaller _caller = new("bench", "974762501", null, false);
     private byte[] _body = [];
     private byte[] _content = [];
@@ -39,6 +41,7 @@ public class RequestPathBenchmarks
     {
         _body = Encoding.UTF8.GetBytes(
             $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{SyntheticIdentities.FromParts(13, 89, 72, 480)}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}],"telecom":[{"system":"phone","value":"+4712345678"}]}""");
+        _parsed = _fhirJson.TryParseResource<Hl7.Fhir.Model.Patient>(_body, [])!;
         var read = await ReadAsync();
         _content = read.Submission!.Content;
         _page = [.. Enumerable.Range(0, 20).Select(i => new PatientRecord($"id{i:D30}", "974762501", 1, 1_760_000_000_000_000 + i,
@@ -47,6 +50,12 @@ public class RequestPathBenchmarks
 
     [Benchmark(Description = "POST body: read, strict parse, identifiers, canonical JSON, SHA-256")]
     public async Task<int> ReadSubmission() => (await ReadAsync()).Status;
+
+    [Benchmark(Description = "strict FHIR parse alone (Firely, the POST body)")]
+    public object? StrictParse() => _fhirJson.TryParseResource<Hl7.Fhir.Model.Patient>(_body, []);
+
+    [Benchmark(Description = "canonical JSON alone (Firely's serialiser, the parsed Patient)")]
+    public int CanonicalJson() => _fhirJson.Serialize(_parsed).Length;
 
     [Benchmark(Description = "stored version: splice id and meta into canonical JSON")]
     public byte[] ComposeStoredJson() => PatientJson.Compose(_content, "0123456789abcdef0123456789abcdef", 7, 1_760_000_000_000_000, "974762501");

@@ -51,7 +51,8 @@ internal sealed class AccessTokenFacts
         return Base64Url.EncodeToString(hash);
     }
 
-    private static AccessTokenFacts Derive(JsonWebToken token) => new(ReadJkt(token), ClientOf(token), AthOf(token.EncodedToken));
+    /// <summary>Derives the facts of <paramref name="token"/> anew (what every request paid before they were kept with the token).</summary>
+    internal static AccessTokenFacts Derive(JsonWebToken token) => new(ReadJkt(token), ClientOf(token), AthOf(token.EncodedToken));
 
     private static string? ClientOf(JsonWebToken token) =>
         token.TryGetClaim(HelseIdClaims.ClientId, out var clientId)
