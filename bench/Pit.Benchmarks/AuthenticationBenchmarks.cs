@@ -42,8 +42,8 @@ public class AuthenticationBenchmarks
         using var ec = DpopKey.CreateEcP256();
         using var rsa = DpopKey.CreateRsa();
         _token = AccessTokenMinter.ForStandIn(standIn).Mint(new AccessTokenSpec { Jkt = ec.Thumbprint });
-        _es256Request = new DpopProofRequest(ec.CreateProof(HttpMethod.Get, Url, _token), "GET", Url.ToString(), _token, ec.Thumbprint, false, "api");
-        _rs256Request = new DpopProofRequest(rsa.CreateProof(HttpMethod.Get, Url, _token), "GET", Url.ToString(), _token, rsa.Thumbprint, false, "api");
+        _es256Request = new DpopProofRequest(ec.CreateProof(HttpMethod.Get, Url, _token), "GET", Url.ToString(), AccessTokenFacts.AthOf(_token), ec.Thumbprint, false, "api");
+        _rs256Request = new DpopProofRequest(rsa.CreateProof(HttpMethod.Get, Url, _token), "GET", Url.ToString(), AccessTokenFacts.AthOf(_token), rsa.Thumbprint, false, "api");
 
         _parameters = new TokenValidationParameters
         {

@@ -28,9 +28,14 @@ public class RequestPathBenchmarks
         new FhirJson(), new RequestBodyBudget(Options.Create(new ProcessingOptions()), TimeProvider.System),
         new PitMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()),
         Options.Create(new ValidationOptions()), TimeProvider.System, NullLogger<PatientSubmissionReader>.Instance);
+    private readonly FhirJson _fhirJson = new();
+    private readonly Hl7.Fhir.Serialization.FhirJsonSerializer _firelySerializer = new();
+    private Hl7.Fhir.Model.Patient _parsed = null!;
+    private Hl7.Fhir.Model.Patient _largeParsed = null!;
     private readonly PitCaller _caller = new("bench", "974762501", null, false);
     private byte[] _body = [];
     private byte[] _content = [];
+    private byte[] _largeBody = [];
     private List<PatientRecord> _page = [];
     private readonly MemoryStream _bundle = new();
 
@@ -39,6 +44,18 @@ public class RequestPathBenchmarks
     {
         _body = Encoding.UTF8.GetBytes(
             $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{SyntheticIdentities.FromParts(13, 89, 72, 480)}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}],"telecom":[{"system":"phone","value":"+4712345678"}]}""");
+        var addresses = string.Join(',', Enumerable.Range(0, 3500).Select(i =>
+            $$"""{"line":["Storgata {{i}}","Oppgang B, {{i % 7}}. etasje","c/o Familien Nordmann-Hansen"],"postalCode":"0155","city":"Oslo","district":"Sentrum","country":"NO","use":"home","type":"both","text":"Storgata {{i}}, 0155 Oslo, Norge ({{i}})"}"""));
+        _largeBody = Encoding.UTF8.GetBytes(
+            $$"""{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"{{SyntheticIdentities.FromParts(13, 89, 72, 480)}}"}],"address":[{{addresses}}]}""");
+        if ((await ReadAsync(_largeBody)).Status != 202)
+        {
+            throw new InvalidOperationException("The large body is not accepted.");
+        }
+
+        _largeParsed = _fhirJson.TryParseResource<Hl7.Fhir.Model.Patient>(_largeBody, [])!;
+        Console.WriteLine($"large body: {_largeBody.Length} bytes, canonical JSON {_fhirJson.Serialize(_largeParsed).Length} bytes");
+        _parsed = _fhirJson.TryParseResource<Hl7.Fhir.Model.Patient>(_body, [])!;
         var read = await ReadAsync();
         _content = read.Submission!.Content;
         _page = [.. Enumerable.Range(0, 20).Select(i => new PatientRecord($"id{i:D30}", "974762501", 1, 1_760_000_000_000_000 + i,
@@ -47,6 +64,30 @@ public class RequestPathBenchmarks
 
     [Benchmark(Description = "POST body: read, strict parse, identifiers, canonical JSON, SHA-256")]
     public async Task<int> ReadSubmission() => (await ReadAsync()).Status;
+
+    [Benchmark(Description = "large POST body (3,500 addresses, ~0.8 MB): read, strict parse, identifiers, canonical JSON, SHA-256")]
+    public async Task<int> ReadLargeSubmission() => (await ReadAsync(_largeBody)).Status;
+
+    [Benchmark(Description = "strict FHIR parse alone (Firely, the POST body)")]
+    public object? StrictParse() => _fhirJson.TryParseResource<Hl7.Fhir.Model.Patient>(_body, []);
+
+    [Benchmark(Description = "canonical JSON alone (Firely's serialiser, the parsed Patient)")]
+    public int CanonicalJson() => _fhirJson.Serialize(_parsed).Length;
+
+    [Benchmark(Description = "canonical JSON of the large Patient: growing ArrayBufferWriter from 1 KB (before)")]
+    public int LargeCanonicalJsonGrowing()
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
+        using (var writer = new System.Text.Json.Utf8JsonWriter(buffer, new System.Text.Json.JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            _firelySerializer.Serialize(_largeParsed, writer);
+        }
+
+        return buffer.WrittenSpan.ToArray().Length;
+    }
+
+    [Benchmark(Description = "canonical JSON of the large Patient: pooled buffer sized from the body (after)")]
+    public int LargeCanonicalJsonPooled() => _fhirJson.Serialize(_largeParsed, _largeBody.Length).Length;
 
     [Benchmark(Description = "stored version: splice id and meta into canonical JSON")]
     public byte[] ComposeStoredJson() => PatientJson.Compose(_content, "0123456789abcdef0123456789abcdef", 7, 1_760_000_000_000_000, "974762501");
@@ -61,12 +102,14 @@ public class RequestPathBenchmarks
         return _bundle.Position;
     }
 
-    private Task<SubmissionReadResult> ReadAsync()
+    private Task<SubmissionReadResult> ReadAsync() => ReadAsync(_body);
+
+    private Task<SubmissionReadResult> ReadAsync(byte[] body)
     {
         var context = new DefaultHttpContext();
         context.Request.ContentType = "application/fhir+json";
-        context.Request.ContentLength = _body.Length;
-        context.Request.Body = new MemoryStream(_body, writable: false);
+        context.Request.ContentLength = body.Length;
+        context.Request.Body = new MemoryStream(body, writable: false);
         context.User = new ClaimsPrincipal();
         return _reader.ReadAsync(context.Request, _caller, CancellationToken.None);
     }

@@ -11,6 +11,8 @@ using Pit.TestSupport;
 //
 //   dotnet run -c Release --project bench/Pit.LoadTest -- post 20 32
 //   dotnet run -c Release --project bench/Pit.LoadTest -- get 20 32 [seedPatients]
+//   dotnet run -c Release --project bench/Pit.LoadTest -- post-ceiling 20 32   (and get-ceiling: the same load against
+//       the server's authentication alone, no parsing or storage; CeilingHost.cs)
 //   dotnet run -c Release --project bench/Pit.LoadTest -- pages 1000000     (seed directly, then time feed pages)
 //   dotnet run -c Release --project bench/Pit.LoadTest -- stalled [readers=8] [patients=30] [patientBytes=880000]
 //       (readers that never read a large page: the server's memory; StalledReaders.cs)
@@ -31,7 +33,21 @@ using Pit.TestSupport;
 // Development.
 // --postgres-start for a throw-away cluster from /usr/lib/postgresql/*/bin (initdb/pg_ctl in a temp folder, as the
 // postgres user when run as root), removed at the end.
+if (Environment.GetEnvironmentVariable(CeilingHost.EnvironmentVariable) is not null)
+{
+    // This process was started by the harness as the ceiling host, not as the harness.
+    await CeilingHost.RunAsync(args);
+    return;
+}
+
 var mode = args.ElementAtOrDefault(0) ?? "post";
+// post-ceiling and get-ceiling: the same load against the server's authentication alone (CeilingHost.cs).
+var ceiling = mode.EndsWith("-ceiling", StringComparison.Ordinal);
+if (ceiling)
+{
+    mode = mode[..^"-ceiling".Length];
+}
+
 if (mode == "soak")
 {
     Environment.ExitCode = await Soak.RunAsync(args[1..], Console.Out);
@@ -48,7 +64,7 @@ var postgresStart = args.Contains("--postgres-start");
 // The value after an --option, or null when the option is not given.
 string? Option(string name) => Array.IndexOf(args, name) is var i and >= 0 ? args[i + 1] : null;
 string? connectionString = Option("--postgres");
-var engine = postgresStart || connectionString is not null ? "postgres" : "sqlite";
+var engine = ceiling ? "ceiling (auth only, no storage)" : postgresStart || connectionString is not null ? "postgres" : "sqlite";
 var positional = args.Skip(1).TakeWhile(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
 int Positional(int index, int fallback) =>
     positional.Length > index ? int.Parse(positional[index], CultureInfo.InvariantCulture) : fallback;
@@ -164,12 +180,14 @@ async Task RunLoadAsync()
     var seconds = Positional(0, 20);
     var connections = Positional(1, 32);
     var seed = Positional(2, 1000);
-    await using var server = await ServerProcess.StartAsync(serverDll, data, settings);
+    await using var server = ceiling
+        ? await CeilingHost.StartAsync(data, settings)
+        : await ServerProcess.StartAsync(serverDll, data, settings);
     var clients = Enumerable.Range(0, connections).Select(_ => server.CreateClient()).ToArray();
     var identities = new SyntheticIdentitySequence();
     var tooMany = 0;
 
-    if (mode == "get")
+    if (mode == "get" && !ceiling)
     {
         Console.WriteLine($"seeding {seed} patients...");
         await Parallel.ForEachAsync(Enumerable.Range(0, seed), new ParallelOptions { MaxDegreeOfParallelism = connections }, async (i, _) =>

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Pit.Server.Telemetry;
@@ -58,5 +59,44 @@ public sealed class TelemetryTests
         }
 
         return null;
+    }
+}
+
+public sealed class TelemetryWiringTests
+{
+    [Fact]
+    public void Without_an_exporter_no_tracer_or_meter_provider_listens()
+    {
+        using var services = Provider([]);
+
+        Assert.Null(services.GetService<OpenTelemetry.Trace.TracerProvider>());
+        Assert.Null(services.GetService<OpenTelemetry.Metrics.MeterProvider>());
+    }
+
+    [Fact]
+    public void With_an_OTLP_endpoint_spans_and_metrics_are_collected()
+    {
+        using var services = Provider(new() { ["Pit:Telemetry:OtlpEndpoint"] = "http://127.0.0.1:4317" });
+
+        Assert.NotNull(services.GetService<OpenTelemetry.Trace.TracerProvider>());
+        Assert.NotNull(services.GetService<OpenTelemetry.Metrics.MeterProvider>());
+    }
+
+    [Fact]
+    public void With_the_Prometheus_scrape_metrics_are_collected_but_spans_are_not()
+    {
+        using var services = Provider(new() { ["Pit:Telemetry:Prometheus:Enabled"] = "true" });
+
+        Assert.Null(services.GetService<OpenTelemetry.Trace.TracerProvider>());
+        Assert.NotNull(services.GetService<OpenTelemetry.Metrics.MeterProvider>());
+    }
+
+    private static ServiceProvider Provider(Dictionary<string, string?> settings)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
+        var services = new ServiceCollection().AddLogging().AddMetrics();
+        services.AddSingleton<IConfiguration>(configuration);
+        services.AddPitTelemetry(configuration);
+        return services.BuildServiceProvider();
     }
 }

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -75,7 +74,8 @@ internal sealed class DpopJwtBearerEvents(
             return;
         }
 
-        if (context.SecurityToken is not JsonWebToken token || ReadJkt(token) is not { } jkt)
+        // Derived once per cached token (AccessTokenFacts), not per request.
+        if (context.SecurityToken is not JsonWebToken token || AccessTokenFacts.Of(token) is not { Jkt: { } jkt } facts)
         {
             refusals.Refused(AuthFailureReasons.TokenNotDpopBound);
             context.Fail(new DpopAuthenticationException("invalid_token", "The access token is not DPoP-bound (cnf.jkt is missing)"));
@@ -88,7 +88,7 @@ internal sealed class DpopJwtBearerEvents(
         try
         {
             result = await validator.ValidateAsync(
-                new DpopProofRequest(request.Headers["DPoP"], request.Method, expectedHtu, token.EncodedToken, jkt, options.Value.DPoP.RequireNonce, ApiNoncePurpose, ClientOf(token)),
+                new DpopProofRequest(request.Headers["DPoP"], request.Method, expectedHtu, facts.Ath, jkt, options.Value.DPoP.RequireNonce, ApiNoncePurpose, facts.ReplayShareKey),
                 context.HttpContext.RequestAborted);
         }
         catch (ReplayCacheUnavailableException ex)
@@ -146,35 +146,6 @@ internal sealed class DpopJwtBearerEvents(
             _ => ("invalid_token", "The access token is invalid", (string?)null),
         };
         return AuthResponses.Unauthorized(validator.AlgorithmList, error, description, nonce).ExecuteAsync(context.HttpContext);
-    }
-
-    // The replay-share partition: the HelseID client acting for one organisation.
-    private static string? ClientOf(JsonWebToken token) =>
-        token.TryGetClaim(HelseIdClaims.ClientId, out var clientId)
-            ? clientId.Value + "|" + (token.TryGetClaim(HelseIdClaims.OrgnrParent, out var orgnr) ? orgnr.Value : "")
-            : null;
-
-    private static string? ReadJkt(JsonWebToken token)
-    {
-        if (!token.TryGetClaim("cnf", out var cnf))
-        {
-            return null;
-        }
-
-        try
-        {
-            using var document = JsonDocument.Parse(cnf.Value);
-            return document.RootElement.ValueKind == JsonValueKind.Object
-                && document.RootElement.TryGetProperty("jkt", out var jkt)
-                && jkt.ValueKind == JsonValueKind.String
-                && jkt.GetString() is { Length: > 0 } value
-                ? value
-                : null;
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
     }
 }
 

@@ -6,7 +6,8 @@ namespace Pit.Server.Auth;
 /// <param name="ProofHeader">All values of the request's <c>DPoP</c> header.</param>
 /// <param name="Method">The request method, compared with <c>htm</c>.</param>
 /// <param name="ExpectedHtu">The URL the client addressed (public base, path base and path).</param>
-/// <param name="AccessToken">The access token, when the proof must carry <c>ath</c>.</param>
+/// <param name="ExpectedAth">The <c>ath</c> the proof must carry (<see cref="AccessTokenFacts.Ath"/>, derived once per
+/// access token), or null when the proof is not presented with an access token.</param>
 /// <param name="ExpectedJkt">The token's <c>cnf.jkt</c>, when the proof key must match it.</param>
 /// <param name="RequireNonce">Whether a server nonce must be present.</param>
 /// <param name="NoncePurpose">Separates nonces of different endpoints (API, token endpoint).</param>
@@ -16,7 +17,7 @@ internal readonly record struct DpopProofRequest(
     StringValues ProofHeader,
     string Method,
     string ExpectedHtu,
-    string? AccessToken,
+    string? ExpectedAth,
     string? ExpectedJkt,
     bool RequireNonce,
     string NoncePurpose,

@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -165,7 +166,7 @@ internal sealed class DpopProofValidator(
             }
 
             string? ath = null;
-            if (request.AccessToken is not null && !TryGetString(p, "ath", out ath))
+            if (request.ExpectedAth is not null && !TryGetString(p, "ath", out ath))
             {
                 return Missing("ath");
             }
@@ -187,14 +188,11 @@ internal sealed class DpopProofValidator(
                 return DpopProofResult.Fail(DpopError.IssuedAtOutOfWindow, "The DPoP proof iat is outside the accepted window");
             }
 
-            if (request.AccessToken is not null)
+            // Compared as UTF-16 code units: a non-ASCII ath differs from every base64url string either way.
+            if (request.ExpectedAth is not null
+                && !CryptographicOperations.FixedTimeEquals(MemoryMarshal.AsBytes(request.ExpectedAth.AsSpan()), MemoryMarshal.AsBytes(ath.AsSpan())))
             {
-                Span<byte> hash = stackalloc byte[32];
-                SHA256.HashData(Encoding.ASCII.GetBytes(request.AccessToken), hash);
-                if (!CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Base64Url.EncodeToString(hash)), Encoding.ASCII.GetBytes(ath!)))
-                {
-                    return DpopProofResult.Fail(DpopError.AccessTokenHashMismatch, "The DPoP proof ath does not match the access token");
-                }
+                return DpopProofResult.Fail(DpopError.AccessTokenHashMismatch, "The DPoP proof ath does not match the access token");
             }
 
             if (request.ExpectedJkt is not null && !string.Equals(request.ExpectedJkt, jkt, StringComparison.Ordinal))

@@ -157,17 +157,23 @@ internal sealed class FhirJson
         public bool SeenResourceType;
     }
 
-    /// <summary>Compact JSON of <paramref name="resource"/>.</summary>
-    public byte[] Serialize(Base resource)
+    /// <summary>
+    /// Compact JSON of <paramref name="resource"/>. <paramref name="sizeHint"/> is the expected size (for a resource
+    /// parsed from a body, the body's length): the JSON is written into a pooled buffer of about that size and copied
+    /// out once, so a large resource leaves one array of its size behind, not a chain of doubled ones.
+    /// </summary>
+    public byte[] Serialize(Base resource, int sizeHint = 1024)
     {
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using var buffer = new PooledBufferWriter(sizeHint);
+        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
         {
             _serializer.Serialize(resource, writer);
         }
 
         return buffer.WrittenSpan.ToArray();
     }
+
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }
 
 /// <summary>One reason a body was refused, with the FHIRPath-like location when known.</summary>

@@ -179,7 +179,8 @@ internal sealed partial class PatientSubmissionReader(
         // The server owns id and meta: the client's are dropped, the stored version gets the server's.
         patient.Id = null;
         patient.Meta = null;
-        var content = fhirJson.Serialize(patient);
+        // Firely's compact JSON is about as long as a compact body; a pretty-printed one only over-sizes the pooled buffer.
+        var content = fhirJson.Serialize(patient, body.Length);
         var submission = new NewSubmission(
             Guid.CreateVersion7(), caller.Organisation, caller.ClientId, caller.OrgnrChild, content, SHA256.HashData(content),
             keys, FeedTime.FromDateTimeOffset(time.GetUtcNow()), caller.ClientName);
