@@ -82,7 +82,7 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
     {
         using var signing = RSA.Create(2048);
         var (settings, primaryOnly) = await StandbySettingsAsync(signing);
-        settings["Pit:Storage:StandbyWaitTimeout"] = "00:10:00"; // the held search must be woken by the replay, not the timeout
+        settings["Pit:Storage:StandbyWaitTimeout"] = "00:10:00"; // waiters must be woken by the replay, not by this timeout
         await using var writer = await TestServer.StartAsync(settings);
         settings["Pit:Processing:Enabled"] = "false"; // only reads: its wake-ups come through LISTEN and the standby
         await using var reader = await TestServer.StartAsync(settings);
@@ -97,11 +97,25 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
             var people = Organisations.ToDictionary(o => o, _ => Enumerable.Range(0, 4).Select(_ => TestPatients.NewFnr()).ToArray());
             foreach (var organisation in Organisations)
             {
-                foreach (var fnr in people[organisation])
+                foreach (var fnr in people[organisation][..^1])
                 {
                     await writers[organisation].SubmitAndReadAsync(TestPatients.Json(fnr, family: "Before"));
                 }
             }
+
+            // A search held on the reading instance is woken by the last one, read from the standby. Notifications
+            // arrive in commit order, so once it has, the reading instance has handled every earlier one too.
+            await pair.Standby.WaitForReplayOfAsync(pair.Primary);
+            var last = (await FeedAsync(readers[Organisations[1]]))[^1].LastUpdated;
+            var first = readers[Organisations[1]].GetPreferringAsync(LongPolls.After(last), "wait=30");
+            await reader.WaitersAsync(1);
+            foreach (var organisation in Organisations)
+            {
+                await writers[organisation].SubmitAndReadAsync(TestPatients.Json(people[organisation][^1], family: "Before"));
+            }
+
+            var firstAnswer = await first.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(people[Organisations[1]][^1], (string?)Assert.Single(firstAnswer.Body.Resources())["identifier"]![0]!["value"]);
 
             await pair.Standby.WaitForReplayOfAsync(pair.Primary);
             var before = new Dictionary<string, List<FeedEntry>>();
@@ -111,15 +125,17 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
                 Assert.Equal(await FeedAsync(primaryReaders[organisation]), before[organisation]);
             }
 
+            var hub = reader.Services.GetRequiredService<FeedChangeHub>();
+            using var woken = hub.Subscribe(Organisations[0]);
             await pair.Standby.SetReplayPausedAsync(true);
             Task<LongPollAnswer> held;
             try
             {
-                held = readers[Organisations[0]].GetPreferringAsync(LongPolls.After(before[Organisations[0]][^1].LastUpdated), "wait=120");
+                held = readers[Organisations[0]].GetPreferringAsync(LongPolls.After(before[Organisations[0]][^1].LastUpdated), "wait=30");
                 await reader.WaitersAsync(1);
 
                 // Updates of the earlier Patients and new ones, in both organisations at once, all applied on the primary.
-                var submitted = await Task.WhenAll(Organisations.Select(o => Task.Run(async () =>
+                await Task.WhenAll(Organisations.Select(o => Task.Run(async () =>
                 {
                     var urls = new List<Uri>();
                     foreach (var fnr in people[o].Take(2).Append(TestPatients.NewFnr()).Append(TestPatients.NewFnr()))
@@ -131,13 +147,12 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
                     {
                         Assert.Equal(HttpStatusCode.OK, (await writers[o].WaitProcessedAsync(url)).Status);
                     }
-
-                    return urls.Count;
                 })));
 
-                // The reading instance has heard of the changes and holds them until the standby has replayed them.
+                // The reading instance has heard of the changes, and wakes nobody until the standby has replayed them.
                 var gate = reader.Services.GetRequiredService<StandbyReplayGate>();
                 await WaitUntilAsync(() => gate.Waiting > 0, "the reading instance to hear of the changes");
+                Assert.False(woken.Changed.IsCompleted);
 
                 // Stale, never wrong: the standby serves exactly the feed as it was when replay stopped.
                 foreach (var organisation in Organisations)
@@ -146,14 +161,15 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
                     Assert.Equal(before[organisation].Count + 2, (await FeedAsync(primaryReaders[organisation])).Count);
                 }
 
-                Assert.False(held.IsCompleted);
+                Assert.False(woken.Changed.IsCompleted);
             }
             finally
             {
                 await pair.Standby.SetReplayPausedAsync(false);
             }
 
-            // Woken by the standby's replay (the wait is 120 s and there is no later signal): it answers the changes.
+            // Replay resumed: the waiters are woken, and the held search answers the changes.
+            await woken.Changed.WaitAsync(TimeSpan.FromSeconds(60));
             var answer = await held.WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Equal(HttpStatusCode.OK, answer.Status);
             Assert.NotEmpty(answer.Body.Resources());
