@@ -258,8 +258,8 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
     }
 
     [Theory]
-    [InlineData("0/3000148;974762501,123456785", "0/3000148", "974762501,123456785")]
-    [InlineData("16/B374D848;*", "16/B374D848", null)]
+    [InlineData("@0/3000148,974762501,123456785", "0/3000148", "974762501,123456785")]
+    [InlineData("@16/B374D848,*", "16/B374D848", null)]
     [InlineData("974762501,123456785", null, "974762501,123456785")]
     [InlineData("*", null, null)]
     public void A_feed_notification_carries_the_commit_LSN_and_the_earlier_tenants_only_form_is_still_understood(

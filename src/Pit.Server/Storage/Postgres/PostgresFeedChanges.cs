@@ -16,7 +16,7 @@ internal sealed class PostgresFeedNotifier(NpgsqlDataSource dataSource, StandbyR
     /// <summary>The notification channel.</summary>
     public const string Channel = "pit_feed";
 
-    // PostgreSQL refuses payloads of 8000 bytes or more; tenants are organisation numbers (ASCII), the LSN at most 17.
+    // PostgreSQL refuses payloads of 8000 bytes or more; tenants are organisation numbers (ASCII), the LSN at most 19 more.
     private const int MaxPayload = 7900;
 
     public async Task PublishAsync(IReadOnlyCollection<string> tenants, CancellationToken cancellationToken)
@@ -51,7 +51,7 @@ internal sealed class PostgresFeedNotifier(NpgsqlDataSource dataSource, StandbyR
     private async Task<NpgsqlLogSequenceNumber> NotifyAsync(string tenants, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(
-            $"SELECT lsn::text, pg_notify('{Channel}', lsn::text || ';' || $1) FROM pg_current_wal_lsn() AS lsn;");
+            $"SELECT lsn::text, pg_notify('{Channel}', '{FeedNotification.LsnMark}' || lsn::text || ',' || $1) FROM pg_current_wal_lsn() AS lsn;");
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenants });
         return NpgsqlLogSequenceNumber.Parse((string)(await command.ExecuteScalarAsync(cancellationToken))!);
     }

@@ -29,25 +29,40 @@ internal sealed class PostgresReadSource : IAsyncDisposable
 
 /// <summary>
 /// What a <c>pit_feed</c> notification says: the primary's WAL position at or after the commit that changed the feed,
-/// and the tenants whose feeds changed (null: any tenant). The payload is <c>LSN;tenant,tenant,...</c> (or
-/// <c>LSN;*</c>); a payload without <c>;</c> is the older form, tenants only, from an instance of an earlier version.
+/// and the tenants whose feeds changed (null: any tenant). The payload is <c>@LSN,tenant,tenant,...</c> (or
+/// <c>@LSN,*</c>). An instance of an earlier version sends tenants only, without <c>@LSN</c>; and it reads the LSN as one
+/// more tenant, one that no waiter has, so it still wakes the named tenants' waiters during a rolling upgrade.
 /// </summary>
 internal readonly record struct FeedNotification(NpgsqlLogSequenceNumber? Lsn, IReadOnlyCollection<string>? Tenants)
 {
     /// <summary>Tenants meaning "any tenant".</summary>
     public const string AnyTenant = "*";
 
+    /// <summary>What precedes the LSN in a payload.</summary>
+    public const string LsnMark = "@";
+
     public static FeedNotification Parse(string payload)
     {
         NpgsqlLogSequenceNumber? lsn = null;
-        var separator = payload.IndexOf(';', StringComparison.Ordinal);
-        if (separator >= 0)
+        var tenants = new List<string>();
+        var any = false;
+        foreach (var part in payload.Split(',', StringSplitOptions.RemoveEmptyEntries))
         {
-            lsn = NpgsqlLogSequenceNumber.TryParse(payload.AsSpan(0, separator), out var parsed) ? parsed : null;
-            payload = payload[(separator + 1)..];
+            if (part.StartsWith(LsnMark, StringComparison.Ordinal))
+            {
+                lsn = NpgsqlLogSequenceNumber.TryParse(part.AsSpan(LsnMark.Length), out var parsed) ? parsed : null;
+            }
+            else if (part == AnyTenant)
+            {
+                any = true;
+            }
+            else
+            {
+                tenants.Add(part);
+            }
         }
 
-        return new(lsn, payload == AnyTenant ? null : payload.Split(',', StringSplitOptions.RemoveEmptyEntries));
+        return new(lsn, any ? null : tenants);
     }
 }
 
