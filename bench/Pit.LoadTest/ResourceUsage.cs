@@ -16,6 +16,7 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
 {
     private (double Client, double Server, double Postgres, double Standby) _cpu;
     private (long Writes, long Syncs)? _wal;
+    private long? _patientScans;
     private long[] _machine = [];
     private bool _statements;
     private Process? _perf;
@@ -36,6 +37,7 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         }
 
         _wal = await WalAsync();
+        _patientScans = await PatientScansAsync();
         if (diagnoseSeconds is not null && postmasterPid is not null && postgresConnectionString is not null)
         {
             await ResetStatementsAsync(postgresConnectionString);
@@ -59,6 +61,7 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         PostgresCpuSeconds = cpu.Postgres - _cpu.Postgres;
         var machine = Machine();
         var wal = await WalAsync();
+        var patientScans = await PatientScansAsync();
         var report = string.Create(CultureInfo.InvariantCulture,
             $"CPU seconds in {elapsed.TotalSeconds:F1} s on {Environment.ProcessorCount} cores: harness {cpu.Client - _cpu.Client:F1}, server {ServerCpuSeconds:F1}");
         if (postmasterPid is not null)
@@ -75,6 +78,11 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         if (wal is { } after && _wal is { } before)
         {
             report += $"; pg_stat_wal: {after.Writes - before.Writes} WAL writes, {after.Syncs - before.Syncs} WAL syncs";
+        }
+
+        if (patientScans is { } scansAfter && _patientScans is { } scansBefore)
+        {
+            report += $"; scans of patients on the primary: {scansAfter - scansBefore}";
         }
 
         if (_statements && postgresConnectionString is not null)
@@ -192,6 +200,24 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         await using var reader = await command.ExecuteReaderAsync();
         await reader.ReadAsync();
         return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
+    // Index and sequential scans of the patients table on the primary (pg_stat_user_tables): the page queries and reads
+    // by id that run there. With reads on a standby, what is left is the apply's own.
+    private async Task<long?> PatientScansAsync()
+    {
+        if (postgresConnectionString is null)
+        {
+            return null;
+        }
+
+        await using var connection = new NpgsqlConnection(postgresConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT pg_stat_clear_snapshot(), coalesce(sum(coalesce(idx_scan, 0) + coalesce(seq_scan, 0)), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'patients';", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return reader.GetInt64(1);
     }
 
     private (double Client, double Server, double Postgres, double Standby) Cpu() =>
