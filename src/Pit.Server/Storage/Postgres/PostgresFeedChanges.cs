@@ -124,9 +124,11 @@ internal sealed class PostgresFeedListener(
             await listen.ExecuteNonQueryAsync(stoppingToken);
         }
 
-        await using (var position = new NpgsqlCommand("SELECT pg_current_wal_lsn()::text;", connection))
+        // The primary's position, read once the LISTEN above is in place: every change that committed while this
+        // instance was not listening is at or below it. The repeated LISTEN after it does nothing but keep LISTEN the
+        // last statement pg_stat_activity shows for this connection, by which operators (and tests) find the listener.
+        await using (var position = new NpgsqlCommand($"SELECT pg_current_wal_lsn()::text; LISTEN {PostgresFeedNotifier.Channel};", connection))
         {
-            // Read after LISTEN: every change that committed while not listening is at or below it.
             gate.Wake(NpgsqlLogSequenceNumber.Parse((string)(await position.ExecuteScalarAsync(stoppingToken))!), null);
         }
 
