@@ -257,6 +257,34 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
         }
     }
 
+    [Fact]
+    public async Task A_promoted_standby_holds_no_waiter_for_a_position_it_will_never_replay()
+    {
+        await using var promoted = await pair.Primary.StartStandbyAsync();
+        Assert.Equal("true", await promoted.ScalarTextAsync("SELECT pg_promote();"));
+        var options = new PostgresStoreOptions { ReadConnectionString = promoted.ConnectionString(), StandbyWaitTimeout = TimeSpan.FromMinutes(10) };
+        await using var primary = NpgsqlDataSource.Create(pair.Primary.ConnectionString());
+        await using var reads = new PostgresReadSource(primary, options);
+        var hub = new FeedChangeHub();
+        var gate = new StandbyReplayGate(hub, reads, Options.Create(options), TimeProvider.System, NullLogger<StandbyReplayGate>.Instance);
+        using var waiter = hub.Subscribe(TestServer.DefaultOrganisation);
+
+        // A position the promoted server's replay never reaches (its last replayed record stays where promotion left it).
+        gate.Wake(new NpgsqlLogSequenceNumber(ulong.MaxValue / 2), [TestServer.DefaultOrganisation]);
+        Assert.Equal(1, gate.Waiting);
+        await gate.StartAsync(CancellationToken.None);
+        try
+        {
+            // Reads there see everything it has, as on any primary: the waiter is woken, not held to the 10-minute timeout.
+            await waiter.Changed.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(0, gate.Waiting);
+        }
+        finally
+        {
+            await gate.StopAsync(CancellationToken.None);
+        }
+    }
+
     [Theory]
     [InlineData("@0/3000148,974762501,123456785", "0/3000148", "974762501,123456785")]
     [InlineData("@16/B374D848,*", "16/B374D848", null)]

@@ -163,14 +163,15 @@ internal sealed class StandbyReplayGate(
 
     /// <summary>
     /// The standby's replay position; null when every change can be read: the read connection is on a primary (no
-    /// replay: after a promotion, or a multi-host string that found no standby), or it cannot be asked (its reads
-    /// fail just the same, so holding waiters would only delay their answer).
+    /// replay: a multi-host string that found no standby, or a promoted standby, whose
+    /// <c>pg_last_wal_replay_lsn()</c> would stay at its last replayed record), or it cannot be asked (its reads fail
+    /// just the same, so holding waiters would only delay their answer).
     /// </summary>
     private async Task<NpgsqlLogSequenceNumber?> ReplayedAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await using var command = reads.DataSource.CreateCommand("SELECT pg_last_wal_replay_lsn()::text;");
+            await using var command = reads.DataSource.CreateCommand("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END;");
             command.CommandTimeout = 5;
             var replayed = await command.ExecuteScalarAsync(cancellationToken);
             _outage.Succeeded();
