@@ -25,6 +25,9 @@ using Pit.TestSupport;
 //   dotnet run -c Release --project bench/Pit.LoadTest -- get 60 32 --rate-limit 200
 //       (the per-client limit on: one client floods on every connection while a quiet client of another organisation
 //       sends 20 requests/s; prints what each got)
+//   dotnet run -c Release --project bench/Pit.LoadTest -- get 30 32 --postgres-start --standby
+//       (also starts a streaming standby of the throw-away cluster and runs twice in one sitting: reads on the primary,
+//       then Pit:Storage:ReadConnectionString on the standby; PostgreSQL CPU of each apart, and primary CPU per GET)
 // Storage: a temp SQLite file by default; --postgres "Host=...;Username=...;Database=..." for an existing database;
 // --diagnose also counts the server process's fsync/fdatasync/pwrite64 calls during the measured run (`perf stat`, root) and
 // reads its group-commit batch sizes (`dotnet-counters`); both tools add a little load of their own.
@@ -78,6 +81,15 @@ if (cluster is not null)
     await cluster.InitializeAsync();
     connectionString = await cluster.CreateDatabaseAsync();
     Console.WriteLine($"started a throw-away PostgreSQL cluster on port {cluster.Port}");
+}
+
+// Declared after the cluster, so disposed (stopped) before it.
+await using var standby = args.Contains("--standby")
+    ? await (cluster ?? throw new ArgumentException("--standby needs --postgres-start.")).StartStandbyAsync()
+    : null;
+if (standby is not null)
+{
+    Console.WriteLine($"started a streaming standby of it on port {standby.Port}");
 }
 
 // The harness measures the server's capacity with a few clients, so the per-client rate limit must not cap them.
@@ -145,7 +157,16 @@ try
         return;
     }
 
-    await RunLoadAsync();
+    if (standby is not null)
+    {
+        // One sitting: reads on the primary, then on the standby (same data, same warm-up, same measured length).
+        await RunLoadAsync(null);
+        await RunLoadAsync(standby.ConnectionString(new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Database!));
+    }
+    else
+    {
+        await RunLoadAsync(null);
+    }
 }
 finally
 {
@@ -173,13 +194,20 @@ static double Es256VerifyMicroseconds()
     return clock.Elapsed.TotalMicroseconds / 2000;
 }
 
-async Task RunLoadAsync()
+async Task RunLoadAsync(string? readConnectionString)
 {
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"calibration: one ES256 verification takes {Es256VerifyMicroseconds():F0} µs on one thread of this machine now"));
     var seconds = Positional(0, 20);
     var connections = Positional(1, 32);
     var seed = Positional(2, 1000);
+    settings.Remove("Pit:Storage:ReadConnectionString");
+    if (readConnectionString is not null)
+    {
+        settings["Pit:Storage:ReadConnectionString"] = readConnectionString;
+    }
+
+    var readsOn = standby is null ? "" : readConnectionString is null ? " reads-on=primary" : " reads-on=standby";
     await using var server = ceiling
         ? await CeilingHost.StartAsync(data, settings)
         : await ServerProcess.StartAsync(serverDll, data, settings);
@@ -189,38 +217,43 @@ async Task RunLoadAsync()
 
     if (mode == "get" && !ceiling)
     {
-        Console.WriteLine($"seeding {seed} patients...");
-        await Parallel.ForEachAsync(Enumerable.Range(0, seed), new ParallelOptions { MaxDegreeOfParallelism = connections }, async (i, _) =>
+        // A second run of one sitting (--standby) finds the patients of the first already there.
+        if (await CountAsync() < seed)
         {
-            using var response = await clients[i % connections].PostAsync("v1/Patient", Body(identities.Next()));
-            response.EnsureSuccessStatusCode();
-        });
-        while (true)
+            Console.WriteLine($"seeding {seed} patients...");
+            await Parallel.ForEachAsync(Enumerable.Range(0, seed), new ParallelOptions { MaxDegreeOfParallelism = connections }, async (i, _) =>
+            {
+                using var response = await clients[i % connections].PostAsync("v1/Patient", Body(identities.Next()));
+                response.EnsureSuccessStatusCode();
+            });
+        }
+
+        while (await CountAsync() < seed)
         {
-            var last = await clients[0].GetStringAsync("v1/Patient?_count=50&_sort=-_lastUpdated");
-            var count = 0;
-            string? next = "v1/Patient?_count=50";
-            while (next is not null)
-            {
-                var page = System.Text.Json.Nodes.JsonNode.Parse(await clients[0].GetStringAsync(next))!;
-                count += page["entry"]?.AsArray().Count ?? 0;
-                next = (string?)page["link"]!.AsArray().FirstOrDefault(l => (string?)l!["relation"] == "next")?["url"];
-            }
-
-            if (count >= seed)
-            {
-                break;
-            }
-
             await Task.Delay(200);
         }
+    }
+
+    // Patients the feed shows (through the server, so on the standby when reads go there).
+    async Task<int> CountAsync()
+    {
+        var count = 0;
+        string? next = "v1/Patient?_count=50";
+        while (next is not null)
+        {
+            var page = System.Text.Json.Nodes.JsonNode.Parse(await clients[0].GetStringAsync(next))!;
+            count += page["entry"]?.AsArray().Count ?? 0;
+            next = (string?)page["link"]!.AsArray().FirstOrDefault(l => (string?)l!["relation"] == "next")?["url"];
+        }
+
+        return count;
     }
 
     // Warm-up (connection pools, and the JIT: on two busy cores tiered compilation takes tens of seconds to reach the
     // optimised code of the hot path), then the measured run.
     await RunAsync(warmup, record: false);
     Console.WriteLine($"warmed up for {warmup.TotalSeconds:F0} s; measuring {seconds} s");
-    var usage = new ResourceUsage(server.ProcessId, cluster?.PostmasterProcessId, connectionString);
+    var usage = new ResourceUsage(server.ProcessId, cluster?.PostmasterProcessId, connectionString, standby?.PostmasterProcessId);
     await usage.StartAsync(diagnose ? seconds : null);
     var quiet = rateLimit is null ? null : QuietClientAsync(TimeSpan.FromSeconds(seconds));
     var (latencies, failures, elapsed) = await RunAsync(TimeSpan.FromSeconds(seconds), record: true);
@@ -236,11 +269,17 @@ async Task RunLoadAsync()
     latencies.Sort();
     double P(double q) => latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"{mode} {engine} connections={connections} seconds={seconds}: {latencies.Count / elapsed.TotalSeconds:F0} req/s, " +
+        $"{mode} {engine}{readsOn} connections={connections} seconds={seconds}: {latencies.Count / elapsed.TotalSeconds:F0} req/s, " +
         $"p50 {P(0.50):F1} ms, p90 {P(0.90):F1} ms, p99 {P(0.99):F1} ms, max {P(1):F1} ms, non-success {failures}"));
     Console.WriteLine(usageReport);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"server CPU per answered request: {1000 * usage.ServerCpuSeconds / Math.Max(1, latencies.Count):F2} ms"));
+    if (cluster is not null)
+    {
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"PostgreSQL {(standby is null ? "" : "primary ")}CPU per answered request: {1000 * usage.PostgresCpuSeconds / Math.Max(1, latencies.Count):F3} ms"));
+    }
+
     Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
 
     // Another organisation's client, well under the limit: a flood by the first must cost it nothing.

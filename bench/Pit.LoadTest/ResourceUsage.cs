@@ -9,12 +9,14 @@ namespace Pit.LoadTest;
 /// process and, for a cluster the harness started, of PostgreSQL (postmaster and its children, from /proc); WAL
 /// writes and syncs from <c>pg_stat_wal</c>; with diagnostics on, the server's fsync/fdatasync calls counted by
 /// <c>perf stat</c> and the group-commit batch sizes (the server's <c>pit.submissions.commit_batch</c> histogram, read
-/// once a second by <c>dotnet-counters</c>; install it with <c>dotnet tool install -g dotnet-counters</c>).
+/// once a second by <c>dotnet-counters</c>; install it with <c>dotnet tool install -g dotnet-counters</c>). With a
+/// standby the harness started (<paramref name="standbyPostmasterPid"/>), the primary's and the standby's CPU apart.
 /// </summary>
-internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? postgresConnectionString)
+internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? postgresConnectionString, int? standbyPostmasterPid = null)
 {
-    private (double Client, double Server, double Postgres) _cpu;
+    private (double Client, double Server, double Postgres, double Standby) _cpu;
     private (long Writes, long Syncs)? _wal;
+    private long? _patientScans;
     private long[] _machine = [];
     private bool _statements;
     private Process? _perf;
@@ -35,6 +37,7 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         }
 
         _wal = await WalAsync();
+        _patientScans = await PatientScansAsync();
         if (diagnoseSeconds is not null && postmasterPid is not null && postgresConnectionString is not null)
         {
             await ResetStatementsAsync(postgresConnectionString);
@@ -48,23 +51,38 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
     /// <summary>The server process's CPU seconds between start and stop.</summary>
     public double ServerCpuSeconds { get; private set; }
 
+    /// <summary>The (primary) PostgreSQL cluster's CPU seconds between start and stop.</summary>
+    public double PostgresCpuSeconds { get; private set; }
+
     public async Task<string> StopAsync(TimeSpan elapsed)
     {
         var cpu = Cpu();
         ServerCpuSeconds = cpu.Server - _cpu.Server;
+        PostgresCpuSeconds = cpu.Postgres - _cpu.Postgres;
         var machine = Machine();
         var wal = await WalAsync();
+        var patientScans = await PatientScansAsync();
         var report = string.Create(CultureInfo.InvariantCulture,
             $"CPU seconds in {elapsed.TotalSeconds:F1} s on {Environment.ProcessorCount} cores: harness {cpu.Client - _cpu.Client:F1}, server {ServerCpuSeconds:F1}");
         if (postmasterPid is not null)
         {
-            report += string.Create(CultureInfo.InvariantCulture, $", postgres {cpu.Postgres - _cpu.Postgres:F1}");
+            report += string.Create(CultureInfo.InvariantCulture, $", postgres {(standbyPostmasterPid is null ? "" : "primary ")}{PostgresCpuSeconds:F1}");
+        }
+
+        if (standbyPostmasterPid is not null)
+        {
+            report += string.Create(CultureInfo.InvariantCulture, $", postgres standby {cpu.Standby - _cpu.Standby:F1}");
         }
 
         report += "; " + MachineShares(_machine, machine);
         if (wal is { } after && _wal is { } before)
         {
             report += $"; pg_stat_wal: {after.Writes - before.Writes} WAL writes, {after.Syncs - before.Syncs} WAL syncs";
+        }
+
+        if (patientScans is { } scansAfter && _patientScans is { } scansBefore)
+        {
+            report += $"; scans of patients on the primary: {scansAfter - scansBefore}";
         }
 
         if (_statements && postgresConnectionString is not null)
@@ -184,23 +202,45 @@ internal sealed class ResourceUsage(int serverPid, int? postmasterPid, string? p
         return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
-    private (double Client, double Server, double Postgres) Cpu()
+    // Index and sequential scans of the patients table on the primary (pg_stat_user_tables): the page queries and reads
+    // by id that run there. With reads on a standby, what is left is the apply's own.
+    private async Task<long?> PatientScansAsync()
     {
-        var postgres = 0.0;
-        if (postmasterPid is { } pm)
+        if (postgresConnectionString is null)
         {
-            // The postmaster's own and its reaped children's time, plus every live child (backends, walwriter, ...).
-            postgres = Ticks(pm, withChildren: true);
-            foreach (var dir in Directory.GetDirectories("/proc"))
+            return null;
+        }
+
+        await using var connection = new NpgsqlConnection(postgresConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT pg_stat_clear_snapshot(), coalesce(sum(coalesce(idx_scan, 0) + coalesce(seq_scan, 0)), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'patients';", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return reader.GetInt64(1);
+    }
+
+    private (double Client, double Server, double Postgres, double Standby) Cpu() =>
+        (Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, Ticks(serverPid, withChildren: false), ClusterTicks(postmasterPid), ClusterTicks(standbyPostmasterPid));
+
+    // The postmaster's own and its reaped children's time, plus every live child (backends, walwriter, walsender, ...).
+    private static double ClusterTicks(int? postmasterPid)
+    {
+        if (postmasterPid is not { } pm)
+        {
+            return 0;
+        }
+
+        var ticks = Ticks(pm, withChildren: true);
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), out var pid) && Stat(pid) is { } fields && fields[1] == pm.ToString(CultureInfo.InvariantCulture))
             {
-                if (int.TryParse(Path.GetFileName(dir), out var pid) && Stat(pid) is { } fields && fields[1] == pm.ToString(CultureInfo.InvariantCulture))
-                {
-                    postgres += Ticks(pid, withChildren: false);
-                }
+                ticks += Ticks(pid, withChildren: false);
             }
         }
 
-        return (Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, Ticks(serverPid, withChildren: false), postgres);
+        return ticks;
     }
 
     // /proc/<pid>/stat after the command name: state, ppid, ... utime (index 11), stime, cutime, cstime; 100 ticks a second.

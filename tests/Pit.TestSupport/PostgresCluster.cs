@@ -94,6 +94,78 @@ public class PostgresCluster : IAsyncDisposable
         await StartAsync();
     }
 
+    /// <summary>
+    /// A streaming standby of this (running) cluster: <c>pg_basebackup -R</c> into a temp folder of its own, started on
+    /// a free port as a hot standby (with <c>hot_standby_feedback</c>, so the primary's vacuum does not cancel its
+    /// reads). The primary's defaults (<c>wal_level = replica</c>, 10 WAL senders, replication allowed from loopback)
+    /// are enough. Dispose it before this cluster.
+    /// </summary>
+    public async Task<PostgresCluster> StartStandbyAsync()
+    {
+        var standby = new PostgresCluster { SharedBuffers = SharedBuffers };
+        if (standby._runAs is not null)
+        {
+            await standby.RunAsync("chown", ["-R", $"{standby._runAs}:{standby._runAs}", standby._folder], asRoot: true);
+        }
+
+        await standby.RunAsync(Path.Combine(_bin, "pg_basebackup"),
+            ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", Superuser,
+             "-D", standby._dataDirectory, "-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        // Later lines win: the copied postgresql.conf names the primary's port and socket folder.
+        await File.AppendAllTextAsync(Path.Combine(standby._dataDirectory, "postgresql.conf"), $"""
+
+            # pit test standby
+            port = {standby.Port}
+            unix_socket_directories = '{standby._folder}'
+            hot_standby = on
+            hot_standby_feedback = on
+            """);
+        await standby.StartAsync();
+        return standby;
+    }
+
+    /// <summary>This (standby) cluster's <c>pg_last_wal_replay_lsn()</c>, as text (null on a primary).</summary>
+    public async Task<string?> ReplayPositionAsync() => await ScalarTextAsync("SELECT pg_last_wal_replay_lsn()::text;");
+
+    /// <summary>
+    /// Waits until this standby has replayed everything <paramref name="primary"/> had written when called (fails
+    /// after <paramref name="timeout"/>, default 60 s). Replay must not be paused.
+    /// </summary>
+    public async Task WaitForReplayOfAsync(PostgresCluster primary, TimeSpan? timeout = null)
+    {
+        var target = await primary.ScalarTextAsync("SELECT pg_current_wal_lsn()::text;");
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            var caughtUp = await ScalarTextAsync($"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn;");
+            if (caughtUp == "true")
+            {
+                return;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"The standby on port {Port} did not replay up to {target} in time.");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>Pauses (<c>pg_wal_replay_pause()</c>) or resumes (<c>pg_wal_replay_resume()</c>) this standby's replay.</summary>
+    public Task SetReplayPausedAsync(bool paused) =>
+        ScalarTextAsync(paused ? "SELECT pg_wal_replay_pause()::text;" : "SELECT pg_wal_replay_resume()::text;");
+
+    /// <summary>Runs <paramref name="sql"/> on the <c>postgres</c> database over a fresh connection; its first value as text.</summary>
+    public async Task<string?> ScalarTextAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(ConnectionString()) { Pooling = false }.ToString());
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        var value = await command.ExecuteScalarAsync();
+        return value is null or DBNull ? null : value is bool b ? (b ? "true" : "false") : value.ToString();
+    }
+
     /// <summary>Starts the (stopped) cluster and waits until it accepts connections.</summary>
     public async Task StartAsync()
     {

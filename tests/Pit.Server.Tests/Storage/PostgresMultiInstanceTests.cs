@@ -15,7 +15,7 @@ namespace Pit.Server.Tests.Storage;
 /// </summary>
 public sealed class PostgresMultiInstanceTests(PostgresServer server) : IClassFixture<PostgresServer>
 {
-    private static readonly Uri PublicBase = new("http://pit.test/");
+    internal static readonly Uri PublicBase = new("http://pit.test/");
 
     [Fact]
     public async Task Submissions_to_either_instance_are_read_from_either_and_a_cursor_from_one_works_on_the_other()
@@ -225,7 +225,7 @@ public sealed class PostgresMultiInstanceTests(PostgresServer server) : IClassFi
     }
 
     /// <summary>One database, one public name, one stand-in issuer and signing key for both instances.</summary>
-    private static Dictionary<string, string?> Settings(string connectionString, RSA signing)
+    internal static Dictionary<string, string?> Settings(string connectionString, RSA signing)
     {
         var settings = new Dictionary<string, string?>
         {

@@ -24,7 +24,10 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         Assert.Contains("No Reset On Close=True", dataSource.ConnectionString, StringComparison.OrdinalIgnoreCase);
         await PostgresSchema.MigrateAsync(dataSource, NullLogger.Instance, None);
 
-        var listener = new PostgresFeedListener(dataSource, new FeedChangeHub(), TimeProvider.System, NullLogger<PostgresFeedListener>.Instance);
+        var options = new PostgresStoreOptions();
+        var gate = new StandbyReplayGate(new FeedChangeHub(), new PostgresReadSource(dataSource, options), Microsoft.Extensions.Options.Options.Create(options),
+            TimeProvider.System, NullLogger<StandbyReplayGate>.Instance);
+        var listener = new PostgresFeedListener(dataSource, gate, TimeProvider.System, NullLogger<PostgresFeedListener>.Instance);
         await listener.StartAsync(None);
         await listener.Listening.WaitAsync(TimeSpan.FromSeconds(10));
         await listener.StopAsync(None);

@@ -84,6 +84,10 @@ public sealed class StorageSetupTests
     [InlineData("Pit:Storage:MaxApplyAttempts", "0", "Pit:Storage:MaxApplyAttempts")]
     [InlineData("Pit:Storage:ApplyRetryDelay", "00:00:00", "Pit:Storage:ApplyRetryDelay")]
     [InlineData("Pit:Storage:ApplyRetryMaxDelay", "00:00:00.5", "Pit:Storage:ApplyRetryMaxDelay")]
+    [InlineData("Pit:Storage:ReadConnectionString", "Hots=standby;Password=secret", "Pit:Storage:ReadConnectionString")]
+    [InlineData("Pit:Storage:ReadConnectionString", "Database=pit;Password=secret", "Pit:Storage:ReadConnectionString")]
+    [InlineData("Pit:Storage:StandbyPollInterval", "00:00:00", "Pit:Storage:StandbyPollInterval")]
+    [InlineData("Pit:Storage:StandbyWaitTimeout", "00:00:00.001", "Pit:Storage:StandbyWaitTimeout")]
     public async Task A_bad_Postgres_store_option_stops_start_up_naming_its_key(string key, string value, string named)
     {
         var settings = new Dictionary<string, string?>
@@ -95,5 +99,6 @@ public sealed class StorageSetupTests
         };
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => TestServer.StartAsync(settings));
         Assert.Contains(named, error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("secret", error.Message, StringComparison.Ordinal);
     }
 }

@@ -1,58 +1,71 @@
 using Npgsql;
+using NpgsqlTypes;
 
 namespace Pit.Server.Storage.Postgres;
 
 /// <summary>
-/// Feed signals across instances: after an apply batch commits, <c>NOTIFY pit_feed</c> with the batch's tenants
-/// (comma separated; <c>*</c> when they would not fit a payload), and wakes this instance's waiters at once. Every
-/// instance's <see cref="PostgresFeedListener"/> hears it and wakes its own.
+/// Feed signals across instances: after an apply batch commits, <c>NOTIFY pit_feed</c> with the primary's WAL position
+/// and the batch's tenants (<see cref="FeedNotification"/>; <c>*</c> when the tenants would not fit a payload), and
+/// wakes this instance's waiters through the <see cref="StandbyReplayGate"/>. Every instance's
+/// <see cref="PostgresFeedListener"/> hears it and wakes its own the same way.
 /// </summary>
-internal sealed class PostgresFeedNotifier(NpgsqlDataSource dataSource, FeedChangeHub hub, TimeProvider time, ILogger<PostgresFeedNotifier> logger) : IFeedChangeNotifier
+internal sealed class PostgresFeedNotifier(NpgsqlDataSource dataSource, StandbyReplayGate gate, TimeProvider time, ILogger<PostgresFeedNotifier> logger) : IFeedChangeNotifier
 {
     private readonly StoreOutageLog _outage = new(logger, "Notifying other instances of applied submissions", time);
 
     /// <summary>The notification channel.</summary>
     public const string Channel = "pit_feed";
 
-    /// <summary>Payload meaning "any tenant".</summary>
-    public const string AnyTenant = "*";
-
-    // PostgreSQL refuses payloads of 8000 bytes or more; tenants are organisation numbers (ASCII).
+    // PostgreSQL refuses payloads of 8000 bytes or more; tenants are organisation numbers (ASCII), the LSN at most 19 more.
     private const int MaxPayload = 7900;
 
     public async Task PublishAsync(IReadOnlyCollection<string> tenants, CancellationToken cancellationToken)
     {
-        hub.Wake(tenants);
         var payload = string.Join(',', tenants);
         if (payload.Length > MaxPayload)
         {
-            payload = AnyTenant;
+            payload = FeedNotification.AnyTenant;
         }
 
+        NpgsqlLogSequenceNumber? lsn = null;
         try
         {
-            await using var command = dataSource.CreateCommand($"SELECT pg_notify('{Channel}', $1);");
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = payload });
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            lsn = await NotifyAsync(payload, cancellationToken);
             _outage.Succeeded();
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
         {
-            // Waiters on other instances then answer at their timeout; the batch itself is committed.
+            // Waiters on other instances then answer at their timeout; the batch itself is committed. This instance's
+            // waiters are woken at once (the LSN is unknown), so they re-run their query.
             _outage.Failed(ex);
         }
+
+        gate.Wake(lsn, tenants);
     }
 
+    /// <summary>
+    /// The one NOTIFY. Its LSN is <c>pg_current_wal_lsn()</c> read after the commit that changed the feed returned:
+    /// that commit was synchronous (the engine never turns <c>synchronous_commit</c> off for the feed), so the WAL is
+    /// written past its commit record, and a standby that has replayed up to this LSN shows it. Returns the LSN.
+    /// </summary>
+    private async Task<NpgsqlLogSequenceNumber> NotifyAsync(string tenants, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            $"SELECT lsn::text, pg_notify('{Channel}', '{FeedNotification.LsnMark}' || lsn::text || ',' || $1) FROM pg_current_wal_lsn() AS lsn;");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenants });
+        return NpgsqlLogSequenceNumber.Parse((string)(await command.ExecuteScalarAsync(cancellationToken))!);
+    }
 }
 
 /// <summary>
 /// One dedicated connection per instance that <c>LISTEN</c>s on <see cref="PostgresFeedNotifier.Channel"/> and wakes
-/// this instance's waiters per tenant. On any failure it reconnects with a growing delay; after (re)connecting it
-/// wakes every waiter, since notifications sent while it was not listening are lost. A quiet connection is probed
+/// this instance's waiters per tenant through the <see cref="StandbyReplayGate"/>. On any failure it reconnects with a
+/// growing delay; after (re)connecting it wakes every waiter once reads see the primary's WAL position of that moment,
+/// since notifications sent while it was not listening are lost. A quiet connection is probed
 /// now and then, so a silently dropped one is noticed.
 /// </summary>
 internal sealed class PostgresFeedListener(
-    NpgsqlDataSource dataSource, FeedChangeHub hub, TimeProvider time, ILogger<PostgresFeedListener> logger) : BackgroundService
+    NpgsqlDataSource dataSource, StandbyReplayGate gate, TimeProvider time, ILogger<PostgresFeedListener> logger) : BackgroundService
 {
     private readonly StoreOutageLog _outage = new(logger, "Listening for feed changes (LISTEN)", time);
 
@@ -110,9 +123,16 @@ internal sealed class PostgresFeedListener(
             await listen.ExecuteNonQueryAsync(stoppingToken);
         }
 
+        // The primary's position, read once the LISTEN above is in place: every change that committed while this
+        // instance was not listening is at or below it. The repeated LISTEN after it does nothing but keep LISTEN the
+        // last statement pg_stat_activity shows for this connection, by which operators (and tests) find the listener.
+        await using (var position = new NpgsqlCommand($"SELECT pg_current_wal_lsn()::text; LISTEN {PostgresFeedNotifier.Channel};", connection))
+        {
+            gate.Wake(NpgsqlLogSequenceNumber.Parse((string)(await position.ExecuteScalarAsync(stoppingToken))!), null);
+        }
+
         _failures = 0;
         _outage.Succeeded();
-        hub.WakeAll();
         _listening.TrySetResult();
         while (true)
         {
@@ -146,14 +166,7 @@ internal sealed class PostgresFeedListener(
 
     private void OnNotification(string payload)
     {
-        if (payload == PostgresFeedNotifier.AnyTenant)
-        {
-            hub.WakeAll();
-        }
-        else
-        {
-            hub.Wake(payload.Split(',', StringSplitOptions.RemoveEmptyEntries));
-        }
+        var notification = FeedNotification.Parse(payload);
+        gate.Wake(notification.Lsn, notification.Tenants);
     }
-
 }

@@ -25,12 +25,19 @@ internal sealed partial class PostgresPitStore
         """;
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly NpgsqlDataSource _readDataSource;
     private readonly bool _ownsDataSource;
     private readonly TimeProvider _time;
     private readonly PostgresStoreOptions _options;
     private readonly ILogger _logger;
 
-    public PostgresPitStore(NpgsqlDataSource dataSource, TimeProvider time, PostgresStoreOptions? options = null, ILogger? logger = null, bool ownsDataSource = false)
+    /// <param name="readDataSource">
+    /// Where GET pages and reads by id go (a standby, <see cref="PostgresReadSource"/>); default: <paramref name="dataSource"/>.
+    /// Not owned: its owner disposes it.
+    /// </param>
+    public PostgresPitStore(
+        NpgsqlDataSource dataSource, TimeProvider time, PostgresStoreOptions? options = null, ILogger? logger = null, bool ownsDataSource = false,
+        NpgsqlDataSource? readDataSource = null)
     {
         _options = options ?? new PostgresStoreOptions();
         if (PostgresStoreOptionsValidator.Problems(_options).FirstOrDefault() is { } problem)
@@ -39,6 +46,7 @@ internal sealed partial class PostgresPitStore
         }
 
         _dataSource = dataSource;
+        _readDataSource = readDataSource ?? dataSource;
         _ownsDataSource = ownsDataSource;
         _time = time;
         _logger = logger ?? NullLogger.Instance;
@@ -49,7 +57,7 @@ internal sealed partial class PostgresPitStore
     /// unset: automatic statement preparation (the engine's statements are few and repeated), no session reset when a
     /// connection goes back to the pool, and an application name.
     /// </summary>
-    public static NpgsqlDataSource CreateDataSource(string connectionString)
+    public static NpgsqlDataSource CreateDataSource(string connectionString, string applicationName = "pit-server")
     {
         var builder = new NpgsqlDataSourceBuilder(connectionString);
         var settings = builder.ConnectionStringBuilder;
@@ -68,7 +76,7 @@ internal sealed partial class PostgresPitStore
             settings.NoResetOnClose = true;
         }
 
-        settings.ApplicationName ??= "pit-server";
+        settings.ApplicationName ??= applicationName;
         return builder.Build();
     }
 
@@ -175,23 +183,33 @@ internal sealed partial class PostgresPitStore
             return await StoredRows.QueueStatisticsAsync(command, ct);
         }, cancellationToken);
 
-    public Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
-        RetryOnceAsync(ct => GetPatientOnceAsync(id, ct), cancellationToken);
+    /// <summary>
+    /// From the read connection; a Patient it does not know is looked up on the primary too, so a standby that lags
+    /// never answers 404 for a Patient whose submission's status already says it was processed. It may answer an
+    /// older version while it lags (stale, never wrong); an unknown id costs one read of the primary.
+    /// </summary>
+    public async Task<PatientRecord?> GetPatientAsync(string id, CancellationToken cancellationToken) =>
+        await RetryOnceAsync(_readDataSource, ct => GetPatientOnceAsync(_readDataSource, id, ct), cancellationToken)
+        ?? (_readDataSource == _dataSource ? null : await RetryOnceAsync(ct => GetPatientOnceAsync(_dataSource, id, ct), cancellationToken));
 
-    private async Task<PatientRecord?> GetPatientOnceAsync(string id, CancellationToken cancellationToken)
+    private static async Task<PatientRecord?> GetPatientOnceAsync(NpgsqlDataSource dataSource, string id, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand($"SELECT {StoredRows.PatientColumns} FROM patients WHERE id = $1;");
+        await using var command = dataSource.CreateCommand($"SELECT {StoredRows.PatientColumns} FROM patients WHERE id = $1;");
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         return await reader.ReadAsync(cancellationToken) ? StoredRows.Patient(reader) : null;
     }
 
+    /// <summary>
+    /// From the read connection. A standby replays commits in WAL order and the feed's versions become visible in
+    /// commit order, so a standby shows a prefix of the feed: a page may end earlier than on the primary, never skip.
+    /// </summary>
     public Task<PatientPage> SearchAsync(PatientPageQuery query, CancellationToken cancellationToken) =>
-        RetryOnceAsync(ct => SearchOnceAsync(query, ct), cancellationToken);
+        RetryOnceAsync(_readDataSource, ct => SearchOnceAsync(query, ct), cancellationToken);
 
     private async Task<PatientPage> SearchOnceAsync(PatientPageQuery query, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand();
+        await using var command = _readDataSource.CreateCommand();
         BuildSearch(command, query);
         return await StoredRows.PatientPageAsync(command, query, cancellationToken);
     }
@@ -307,7 +325,11 @@ internal sealed partial class PostgresPitStore
 
     /// <summary>Runs an operation that is safe to repeat, once more on a fresh connection after a transient failure (<see cref="PostgresRetry"/>).</summary>
     private Task<T> RetryOnceAsync<T>(Func<CancellationToken, Task<T>> operation, CancellationToken cancellationToken) =>
-        _dataSource.OnceMoreOnFreshConnectionAsync(operation, cancellationToken);
+        RetryOnceAsync(_dataSource, operation, cancellationToken);
+
+    /// <summary>The same on the given pool (the primary's or the read pool), so a failure clears the pool that failed.</summary>
+    private static Task<T> RetryOnceAsync<T>(NpgsqlDataSource dataSource, Func<CancellationToken, Task<T>> operation, CancellationToken cancellationToken) =>
+        dataSource.OnceMoreOnFreshConnectionAsync(operation, cancellationToken);
 
     private long Now() => FeedTime.FromDateTimeOffset(_time.GetUtcNow());
 

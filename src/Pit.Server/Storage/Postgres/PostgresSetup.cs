@@ -20,12 +20,18 @@ internal static class PostgresSetup
 
         // One pool for the server, disposed by the container at shutdown.
         services.AddSingleton(sp => PostgresPitStore.CreateDataSource(sp.GetRequiredService<IOptions<StorageOptions>>().Value.ConnectionString!));
+        // Reads (GET pages, reads by id) through a second pool when Pit:Storage:ReadConnectionString names a standby.
+        services.AddSingleton(sp => new PostgresReadSource(sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value));
         services.AddStoreEngine(sp => new PostgresPitStore(
             sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value, sp.GetRequiredService<ILogger<PostgresPitStore>>()));
+            sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value, sp.GetRequiredService<ILogger<PostgresPitStore>>(),
+            readDataSource: sp.GetRequiredService<PostgresReadSource>().DataSource));
 
-        // Feed signals across instances: NOTIFY after each applied batch, one LISTEN connection per instance.
+        // Feed signals across instances: NOTIFY after each applied batch, one LISTEN connection per instance;
+        // waiters that read from a standby are woken once it has replayed the change (one poller per instance).
         services.AddSingleton<FeedChangeHub>();
+        services.AddSingleton<StandbyReplayGate>();
+        services.AddHostedService(sp => sp.GetRequiredService<StandbyReplayGate>());
         services.AddSingleton<IFeedChangeNotifier, PostgresFeedNotifier>();
         services.AddSingleton<PostgresFeedListener>();
         services.AddHostedService(sp => sp.GetRequiredService<PostgresFeedListener>());
