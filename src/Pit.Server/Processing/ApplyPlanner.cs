@@ -19,8 +19,9 @@ internal static class ApplyPlanner
 
     /// <summary>
     /// Plans <paramref name="batch"/> against <paramref name="existing"/>; <paramref name="clock"/> is the store's
-    /// highest lastUpdated, read under the engine's feed lock. Each write gets <c>max(now, clock + 1)</c>, so
-    /// lastUpdated is strictly increasing whatever the wall clock does.
+    /// highest lastUpdated, read under the engine's feed lock. Each write gets <see cref="FeedTime.Next"/>, so
+    /// lastUpdated is strictly increasing whatever the wall clock does. (PostgreSQL writes versions unstamped and its
+    /// sequencer replaces this value: see PostgresSequencer.)
     /// </summary>
     public static ApplyPlan Plan(
         IReadOnlyList<PendingSubmission> batch, IEnumerable<ExistingPatient> existing, long clock, TimeProvider time, Func<string>? newId = null)
@@ -95,7 +96,7 @@ internal static class ApplyPlanner
 
         var id = current?.Id ?? newId();
         var version = (current?.Version ?? 0) + 1;
-        var lastUpdated = Math.Max(now, clock + 1);
+        var lastUpdated = FeedTime.Next(now, clock);
 
         // Compose first: if it throws, nothing in the picture has changed.
         var json = PatientJson.Compose(s.Content, id, version, lastUpdated, s.Tenant, s.Provenance);
