@@ -143,10 +143,11 @@ internal sealed partial class PostgresPitStore
         NpgsqlConnection connection, NpgsqlTransaction tx, long now, int maxCount, CancellationToken cancellationToken)
     {
         var candidates = new List<(string Tenant, long Rows)>();
-        await using (var head = new NpgsqlCommand($"{CustomPlans} {CandidateTenantsSql}", connection, tx))
+        var candidatesCommand = new NpgsqlBatchCommand(CandidateTenantsSql);
+        candidatesCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now });
+        candidatesCommand.Parameters.Add(new NpgsqlParameter<int> { TypedValue = (int)Math.Min(int.MaxValue, (long)maxCount * TenantWindowFactor) });
+        await using (var head = Batch(connection, tx, [new NpgsqlBatchCommand(CustomPlans), candidatesCommand]))
         {
-            head.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now });
-            head.Parameters.Add(new NpgsqlParameter<int> { TypedValue = (int)Math.Min(int.MaxValue, (long)maxCount * TenantWindowFactor) });
             await using var reader = await head.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {

@@ -33,10 +33,10 @@ internal sealed class PostgresSequencer(
     /// <summary>Versions stamped per transaction, so that a tick stays short even behind a long queue.</summary>
     public const int MaxPerTick = 2048;
 
-    private static readonly string PendingSql = """
-        SELECT coalesce(max(last_updated), 0) FROM patients;
-        SELECT id, tenant FROM patients WHERE pending_version IS NOT NULL ORDER BY last_seq LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED;
-        """;
+    private const string ClockSql = "SELECT coalesce(max(last_updated), 0) FROM patients;";
+
+    private const string PendingSql =
+        "SELECT id, tenant FROM patients WHERE pending_version IS NOT NULL ORDER BY last_seq LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED;";
 
     // Moves the pending version in and writes its stamp over the placeholder in its JSON (same width, so the rest of
     // the bytes stay as they are). The row is rewritten by the update anyway; splicing costs no extra I/O.
@@ -80,6 +80,7 @@ internal sealed class PostgresSequencer(
                 read.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_advisory_xact_lock({PostgresSchema.SequencerLockKey});"));
             }
 
+            read.BatchCommands.Add(new NpgsqlBatchCommand(ClockSql));
             read.BatchCommands.Add(new NpgsqlBatchCommand(PendingSql));
             read.BatchCommands[^1].Parameters.Add(new NpgsqlParameter<int> { TypedValue = MaxPerTick });
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
@@ -235,7 +236,8 @@ internal sealed class PostgresSequencer(
         try
         {
             await using var unlock = new NpgsqlCommand(
-                $"UNLISTEN *; SELECT pg_advisory_unlock({PostgresSchema.SequencerLockKey});", connection) { CommandTimeout = 2 };
+                $"UNLISTEN *; SELECT pg_advisory_unlock({PostgresSchema.SequencerLockKey});", connection)
+            { CommandTimeout = 2 };
             await unlock.ExecuteNonQueryAsync(CancellationToken.None);
         }
         catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
