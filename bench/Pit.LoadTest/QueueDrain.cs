@@ -42,7 +42,7 @@ internal static class QueueDrain
                 servers.Add(await ServerProcess.StartAsync(serverDll, Directory.CreateDirectory(Path.Combine(dataDirectory, $"instance-{i}")).FullName, settings));
             }
 
-            var tenants = Enumerable.Range(10_000_000, 10_000_000).Select(n => $"9{n:D7}")
+            var tenants = Enumerable.Range(1_000_000, 9_000_000).Select(n => $"9{n:D7}")
                 .SelectMany(p => Enumerable.Range(0, 10).Select(d => p + d)).Where(OrganisationNumber.IsValid).Take(organisations).ToArray();
             var identities = new SyntheticIdentitySequence(1_000_000);
             await using var connection = new NpgsqlConnection(connectionString);
@@ -143,9 +143,9 @@ internal static class QueueDrain
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand("""
             SELECT coalesce(sum(total_exec_time), 0),
-                   coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%pending_version = NULL%' OR query LIKE '%FOR NO KEY UPDATE SKIP LOCKED%' OR query LIKE 'SELECT coalesce(max(last_updated), 0) FROM patients%'), 0),
-                   coalesce(sum(rows) FILTER (WHERE query LIKE '%pending_version = NULL%'), 0),
-                   coalesce(sum(calls) FILTER (WHERE query LIKE '%pending_version = NULL%'), 0)
+                   coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%SET version = p.pending_version%' OR query LIKE '%FOR NO KEY UPDATE SKIP LOCKED%' OR query LIKE 'SELECT coalesce(max(last_updated), 0) FROM patients%'), 0),
+                   coalesce(sum(rows) FILTER (WHERE query LIKE '%SET version = p.pending_version%'), 0),
+                   coalesce(sum(calls) FILTER (WHERE query LIKE '%SET version = p.pending_version%'), 0)
             FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%count(*) FROM%';
             """, connection);
         await using var reader = await command.ExecuteReaderAsync();
