@@ -9,9 +9,9 @@ namespace Pit.Server.Storage.Postgres;
 /// The PostgreSQL engine, for several server instances over one database.
 /// <para>
 /// Queue: submissions are rows, inserted by a group commit (one transaction, one round trip per batch). Every
-/// instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued rows in acceptance order under the
-/// feed lock (PostgresApply.cs) and marks each applied, unchanged, superseded or failed in the same transaction that
-/// writes the Patient. A submission whose apply throws is retried after a growing delay and ends as Failed after
+/// instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued rows in acceptance order under
+/// per-tenant locks (PostgresApply.cs) and marks each applied, unchanged, superseded or failed in the same transaction
+/// that writes the Patient, unstamped; <see cref="PostgresSequencer"/> stamps the versions and so makes them visible. A submission whose apply throws is retried after a growing delay and ends as Failed after
 /// <see cref="PostgresStoreOptions.MaxApplyAttempts"/>; transient database errors are not counted.
 /// </para>
 /// </summary>

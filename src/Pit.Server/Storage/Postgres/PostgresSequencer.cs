@@ -24,7 +24,8 @@ namespace Pit.Server.Storage.Postgres;
 /// </para>
 /// </summary>
 internal sealed class PostgresSequencer(
-    NpgsqlDataSource dataSource, IFeedChangeNotifier feed, TimeProvider time, IOptions<ProcessingOptions> options, ILogger<PostgresSequencer> logger)
+    NpgsqlDataSource dataSource, IFeedChangeNotifier feed, TimeProvider time, IOptions<ProcessingOptions> options, IHostApplicationLifetime lifetime,
+    ILogger<PostgresSequencer> logger)
     : BackgroundService
 {
     /// <summary>The channel an apply transaction notifies after its commit, so the leader stamps at once.</summary>
@@ -143,6 +144,21 @@ internal sealed class PostgresSequencer(
         if (!settings.Enabled)
         {
             return;
+        }
+
+        // Not before every hosted service has started: the schema is migrated by one of them (StorageSetup).
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
+        using (stoppingToken.Register(() => started.TrySetCanceled(stoppingToken)))
+        {
+            try
+            {
+                await started.Task;
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
         }
 
         while (!stoppingToken.IsCancellationRequested)
