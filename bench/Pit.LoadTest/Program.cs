@@ -14,6 +14,8 @@ using Pit.TestSupport;
 //   dotnet run -c Release --project bench/Pit.LoadTest -- post-ceiling 20 32   (and get-ceiling: the same load against
 //       the server's authentication alone, no parsing or storage; CeilingHost.cs)
 //   dotnet run -c Release --project bench/Pit.LoadTest -- pages 1000000     (seed directly, then time feed pages)
+//   dotnet run -c Release --project bench/Pit.LoadTest -- drain [submissions=200000] [instances=1] --postgres-start
+//       [--organisations 100] [--max-seconds 1800]     (apply drain rate over several instances; QueueDrain.cs)
 //   dotnet run -c Release --project bench/Pit.LoadTest -- stalled [readers=8] [patients=30] [patientBytes=880000]
 //       (readers that never read a large page: the server's memory; StalledReaders.cs)
 // --server-dll path/Pit.Server.dll runs another build of the server (e.g. an earlier commit's) under this harness.
@@ -74,7 +76,7 @@ int Positional(int index, int fallback) =>
 
 var diagnose = args.Contains("--diagnose");
 await using var cluster = postgresStart
-    ? new PostgresCluster { SharedBuffers = "128MB", ExtraSettings = diagnose ? "shared_preload_libraries = 'pg_stat_statements'" : "" }
+    ? new PostgresCluster { SharedBuffers = "128MB", ExtraSettings = diagnose || mode == "drain" ? "shared_preload_libraries = 'pg_stat_statements'" : "" }
     : null;
 if (cluster is not null)
 {
@@ -131,6 +133,15 @@ try
         await (await ServerProcess.StartAsync(serverDll, data, settings)).DisposeAsync();
         var seeder = new FeedSeeder(connectionString, sqliteFile ?? "", FeedSeeder.Tenant);
         await seeder.SeedAsync(Positional(0, 1_000_000));
+        return;
+    }
+
+    if (mode == "drain")
+    {
+        await QueueDrain.RunAsync(
+            serverDll, data, settings, connectionString ?? throw new ArgumentException("drain needs --postgres-start or --postgres <connection string>."),
+            cluster?.PostmasterProcessId, Positional(0, 200_000), Positional(1, 1), int.Parse(Option("--organisations") ?? "100", CultureInfo.InvariantCulture),
+            TimeSpan.FromSeconds(int.Parse(Option("--max-seconds") ?? "1800", CultureInfo.InvariantCulture)));
         return;
     }
 

@@ -20,9 +20,10 @@ internal static class ApplyPlanner
 
     /// <summary>
     /// Plans <paramref name="batch"/> against <paramref name="existing"/>; <paramref name="clock"/> is the store's
-    /// highest lastUpdated, read under the engine's feed lock. Each write gets <c>max(now, clock + 1)</c>, so
-    /// lastUpdated is strictly increasing whatever the wall clock does. A new Patient's id comes from
-    /// <paramref name="newId"/>, by default <see cref="PatientIdFor(Guid)"/> of the submission that creates it.
+    /// highest lastUpdated, read under the engine's feed lock. Each write gets <see cref="FeedTime.Next"/>, so
+    /// lastUpdated is strictly increasing whatever the wall clock does. (PostgreSQL writes versions unstamped and its
+    /// sequencer replaces this value: see PostgresSequencer.) A new Patient's id comes from <paramref name="newId"/>,
+    /// by default <see cref="PatientIdFor(Guid)"/> of the submission that creates it.
     /// </summary>
     public static ApplyPlan Plan(
         IReadOnlyList<PendingSubmission> batch, IEnumerable<ExistingPatient> existing, long clock, TimeProvider time,
@@ -117,7 +118,7 @@ internal static class ApplyPlanner
 
         var id = current?.Id ?? newId(s);
         var version = (current?.Version ?? 0) + 1;
-        var lastUpdated = Math.Max(now, clock + 1);
+        var lastUpdated = FeedTime.Next(now, clock);
 
         // Compose first: if it throws, nothing in the picture has changed.
         var json = PatientJson.Compose(s.Content, id, version, lastUpdated, s.Tenant, s.Provenance);

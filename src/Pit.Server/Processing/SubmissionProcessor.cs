@@ -25,6 +25,13 @@ internal sealed class ProcessingOptions
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
+    /// PostgreSQL only: how often the sequencer's leader looks for unstamped versions when no apply has told it of any,
+    /// and how often every other instance tries to become the leader, i.e. the longest fail-over wait after the
+    /// leader's connection is gone (default 250 ms).
+    /// </summary>
+    public TimeSpan SequencerInterval { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
     /// Bytes that submissions waiting for their commit may hold before new ones are answered 503 (default 64 MiB).
     /// Group-commit batches are small (p50 6–9, p99 ~30 submissions under 32 writers, docs/PERFORMANCE.md), so 64 MiB
     /// is ~74 bodies of 880 KB or tens of thousands of ordinary Patients; 256 MiB only held more memory in a flood.
@@ -117,7 +124,7 @@ internal sealed class SubmissionProcessor(
             metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(taken.AcceptedAt));
         }
 
-        if (batch.Count > 0)
+        if (batch.Count > 0 && !batch.StampedLater)
         {
             // After the commit, so a woken waiter's query sees the batch. Failed or unchanged submissions wake too;
             // the waiter re-runs its query and, finding nothing new, waits on.

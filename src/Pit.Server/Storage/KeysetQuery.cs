@@ -11,11 +11,17 @@ internal static class KeysetQuery
 {
     /// <summary>
     /// The SQL text for <paramref name="query"/>; <paramref name="parameter"/> adds a parameter value to the engine's
-    /// command and returns its placeholder.
+    /// command and returns its placeholder. <paramref name="visible"/> is the engine's condition for a row being in the
+    /// feed at all, if it has one (PostgreSQL: stamped).
     /// </summary>
-    public static string Build(PatientPageQuery query, Func<object, string> parameter)
+    public static string Build(PatientPageQuery query, Func<object, string> parameter, string? visible = null)
     {
-        var where = new List<string>(4);
+        var where = new List<string>(5);
+        if (visible is not null)
+        {
+            where.Add(visible);
+        }
+
         if (query.Tenant is not null)
         {
             where.Add($"tenant = {parameter(query.Tenant)}");

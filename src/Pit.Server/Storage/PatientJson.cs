@@ -89,6 +89,25 @@ internal static class PatientJson
         writer.WriteEndObject();
     }
 
+    private static readonly byte[] LastUpdatedProperty = "\"lastUpdated\":\""u8.ToArray();
+
+    /// <summary>
+    /// The byte offset of the meta.lastUpdated value (after its opening quote) in JSON made by <see cref="Compose"/>,
+    /// so a later step can overwrite the <see cref="FeedTime.FormattedLength"/> bytes in place (PostgreSQL's sequencer).
+    /// The first match is meta's: meta comes before the content, and inside a JSON string a quote is always escaped,
+    /// so the unescaped property text cannot occur in an extension value.
+    /// </summary>
+    public static int LastUpdatedOffset(ReadOnlySpan<byte> json)
+    {
+        var at = json.IndexOf(LastUpdatedProperty);
+        if (at < 0)
+        {
+            throw new ArgumentException("The JSON has no meta.lastUpdated.", nameof(json));
+        }
+
+        return at + LastUpdatedProperty.Length;
+    }
+
     /// <summary>For diagnostics in tests.</summary>
     internal static string ToText(byte[] json) => Encoding.UTF8.GetString(json);
 }
@@ -108,6 +127,17 @@ internal static class FeedTime
     /// <summary>The instant of <paramref name="micros"/>.</summary>
     public static DateTimeOffset ToDateTimeOffset(long micros) =>
         new(DateTimeOffset.UnixEpoch.UtcTicks + (micros * TicksPerMicrosecond), TimeSpan.Zero);
+
+    /// <summary>
+    /// The feed clock's rule: the next lastUpdated after <paramref name="clock"/> (the highest one given out) is the
+    /// wall clock <paramref name="now"/>, or one microsecond past the clock when the wall clock is not ahead of it, so
+    /// values are strictly increasing whatever the wall clock does. SQLite's apply and PostgreSQL's sequencer both stamp
+    /// by it.
+    /// </summary>
+    public static long Next(long now, long clock) => Math.Max(now, clock + 1);
+
+    /// <summary>The length of every <see cref="Format"/>ted value (years 1000-9999).</summary>
+    public const int FormattedLength = 27;
 
     /// <summary><c>2026-11-25T11:06:35.123456Z</c></summary>
     public static string Format(long micros) =>

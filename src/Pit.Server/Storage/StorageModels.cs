@@ -79,6 +79,12 @@ internal sealed record AppliedBatch(IReadOnlyList<TakenSubmission> Taken)
 
     /// <summary>Submissions taken (applied, unchanged, superseded or failed).</summary>
     public int Count => Taken.Count;
+
+    /// <summary>
+    /// True when the batch's versions are not visible yet at its commit: PostgreSQL's sequencer stamps them later and
+    /// wakes the feed's waiters itself. False (SQLite): the apply stamped them, and its caller wakes the waiters.
+    /// </summary>
+    public bool StampedLater { get; init; }
 }
 
 /// <summary>A stored submission and its outcome.</summary>

@@ -52,7 +52,10 @@ internal interface ISubmissionQueueStore
     /// What each submission does is decided by <see cref="Processing.ApplyPlanner"/>; the engine only looks up,
     /// locks and writes the plan. <c>lastUpdated</c> values are assigned strictly increasing in commit order across
     /// the whole store, so a reader that has seen every row up to some <c>lastUpdated</c> can never later see a row
-    /// below it. Returns what was taken (applied, unchanged, superseded or failed), with each one's id and acceptance time.
+    /// below it: by this apply (SQLite), or by the engine's sequencer after it (PostgreSQL,
+    /// <see cref="AppliedBatch.StampedLater"/>), in which case the versions and the submissions' outcomes become
+    /// visible only then. Returns what was taken (applied, unchanged, superseded or failed), with each one's id and
+    /// acceptance time.
     /// </summary>
     Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken);
 }

@@ -151,10 +151,11 @@ internal static class StoredRows
 
     /// <summary>
     /// The Patients (with all their identifiers) that any of a batch's identifiers point at, one row per identifier;
-    /// <paramref name="matchedIds"/> is the engine's subquery of matched Patient ids.
+    /// <paramref name="matchedIds"/> is the engine's subquery of matched Patient ids; <paramref name="version"/> the
+    /// latest applied version (PostgreSQL's may not be stamped yet).
     /// </summary>
-    public static string MatchedPatientsQuery(string matchedIds) => $"""
-        SELECT p.id, p.tenant, p.version, p.content_hash, p.last_seq, pk.system, pk.value
+    public static string MatchedPatientsQuery(string matchedIds, string version = "p.version") => $"""
+        SELECT p.id, p.tenant, {version}, p.content_hash, p.last_seq, pk.system, pk.value
         FROM patients p JOIN patient_keys pk ON pk.patient_id = p.id
         WHERE p.id IN ({matchedIds});
         """;

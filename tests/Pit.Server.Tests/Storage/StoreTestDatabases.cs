@@ -109,8 +109,36 @@ internal sealed class PostgresTestDatabase(string connectionString, PostgresStor
 
     public override bool SupportsSeveralInstances => true;
 
-    protected override (StoreUnderTest, IAsyncDisposable) Create(TimeProvider time) =>
-        Opened(new PostgresPitStore(PostgresPitStore.CreateDataSource(ConnectionString), time, options, ownsDataSource: true));
+    /// <summary>
+    /// The engine as a server runs it: each apply is followed by a sequencer tick, as the leader's would follow it
+    /// (PostgresSequencer), so a store's contract is apply and stamp together.
+    /// </summary>
+    protected override (StoreUnderTest, IAsyncDisposable) Create(TimeProvider time)
+    {
+        var engine = new PostgresPitStore(PostgresPitStore.CreateDataSource(ConnectionString), time, options, ownsDataSource: true);
+        var (store, disposable) = Opened(engine);
+        return (store with { Queue = new StampAfterApply(engine) }, disposable);
+    }
+
+    /// <summary>The queue of <paramref name="engine"/>, with the versions of every apply stamped before it returns.</summary>
+    private sealed class StampAfterApply(PostgresPitStore engine) : ISubmissionQueueStore
+    {
+        public Task AddSubmissionsAsync(IReadOnlyList<NewSubmission> batch, CancellationToken cancellationToken) =>
+            engine.AddSubmissionsAsync(batch, cancellationToken);
+
+        public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) =>
+            engine.GetSubmissionAsync(id, cancellationToken);
+
+        public Task<QueueStatistics> GetQueueStatisticsAsync(CancellationToken cancellationToken) =>
+            engine.GetQueueStatisticsAsync(cancellationToken);
+
+        public async Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken)
+        {
+            var batch = await engine.ApplyPendingAsync(maxCount, maxBytes, cancellationToken);
+            await engine.StampPendingAsync(cancellationToken);
+            return batch;
+        }
+    }
 
     public override async Task AcceptLateAsync(NewSubmission earlier, Func<Task> meanwhile)
     {

@@ -6,31 +6,46 @@ using Pit.Server.Processing;
 namespace Pit.Server.Storage.Postgres;
 
 /// <summary>
-/// Applying the queue. Every apply transaction first takes the transaction-scoped feed lock
-/// (<see cref="PostgresSchema.FeedLockKey"/>) and holds it to commit; only then does it claim rows and read the
-/// clock (<c>max(last_updated)</c>). Apply transactions therefore commit one after the other, and each one's
-/// <c>lastUpdated</c> values are above everything committed before it, so <c>lastUpdated</c> order is commit
-/// (visibility) order across all instances, whatever their clocks say. The same lock makes identifier matching
-/// race-free (two instances can never both create a Patient for one identifier) and keeps acceptance order across
-/// instances. Instances share the apply work by taking turns; a batch costs a handful of round trips, so the serial
-/// section is short.
+/// Applying the queue, in parallel per tenant. An apply transaction first takes the transaction-scoped locks of some
+/// tenants (<see cref="PostgresSchema.TenantApplyLockClass"/>, try-locks, so it never waits and never deadlocks) and
+/// claims only their queued rows: one transaction at a time per tenant keeps identifier matching and versioning
+/// race-free within the tenant (tenants never share a Patient), while instances apply different tenants at once.
+/// New versions are written unstamped (<c>pending_*</c> columns), invisible to every read, and the submission's status
+/// says "processed" only once they are stamped; <see cref="PostgresSequencer"/> stamps them in commit order.
 /// </summary>
 internal sealed partial class PostgresPitStore
 {
-    // No FOR UPDATE (SKIP LOCKED): the feed lock above already admits one apply transaction at a time, so no other
-    // transaction can hold or want these rows' locks (the accept path only inserts). SKIP LOCKED could never skip a
-    // row, and row locks would only cost a write per claimed row. The feed lock is the design because only it makes
-    // lastUpdated order equal commit order across instances; row locks cannot.
+    /// <summary>Queue rows looked at to find tenants to lock, per row of the batch.</summary>
+    private const int TenantWindowFactor = 4;
+
+    // The head of the queue and the tenants in it, in order of their first row there, with their row counts and last row.
+    private static readonly string CandidateTenantsSql = $"""
+        SELECT tenant, count(*), max(seq) FROM (
+            SELECT seq, tenant FROM submissions WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2) head
+        GROUP BY tenant ORDER BY min(seq);
+        """;
+
+    // Volatile functions are not pushed into or reordered with the function scan: each tenant is tried once, in order.
+    private static readonly string LockTenantsSql = $"""
+        SELECT t FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n)
+        WHERE pg_try_advisory_xact_lock({PostgresSchema.TenantApplyLockClass}, hashtext(t)) ORDER BY n;
+        """;
+
+    // No FOR UPDATE (SKIP LOCKED): the tenant locks above admit one apply transaction per tenant, so no other
+    // transaction can hold or want these rows' locks (the accept path only inserts). Only rows up to the end of the
+    // window the tenants were chosen from ($5): when the locked tenants have fewer queued rows than the batch takes,
+    // the scan of the queue index stops there instead of running through the whole queue.
     private static readonly string ClaimSql = $"""
         SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts, id, accepted_at, {StoredRows.ProvenanceColumns} FROM submissions
-        WHERE seq IN ({SubmissionStateSql.ClaimWithinBytes($"SELECT seq, octet_length(content) AS size FROM submissions WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2", "$3")})
+        WHERE seq IN ({SubmissionStateSql.ClaimWithinBytes($"SELECT seq, octet_length(content) AS size FROM submissions WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 AND tenant = ANY($4) AND seq <= $5 ORDER BY seq LIMIT $2", "$3")})
         ORDER BY seq;
         """;
 
+    // The latest applied version is the unstamped one where there is one.
     private static readonly string MatchedPatientsSql = StoredRows.MatchedPatientsQuery("""
         SELECT m.patient_id FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, system, value)
         JOIN patient_keys m ON m.tenant = k.tenant AND m.system = k.system AND m.value = k.value
-        """);
+        """, "coalesce(p.pending_version, p.version)");
 
     public async Task<AppliedBatch> ApplyPendingAsync(int maxCount, long maxBytes, CancellationToken cancellationToken)
     {
@@ -38,14 +53,14 @@ internal sealed partial class PostgresPitStore
         {
             try
             {
-                return await ApplyBatchAsync(maxCount, maxBytes, oneByOne: false, cancellationToken);
+                return await ApplyBatchAsync(maxCount, maxBytes, oneByOne: false, cancellationToken) with { StampedLater = true };
             }
             catch (PostgresException ex) when (!ex.IsTransient)
             {
                 // A set-based statement failed and the database does not say for which submission. Redo the batch
                 // one submission at a time, each under a savepoint, so the failure is charged to its own submission.
                 _logger.LogWarning("Set-based apply failed ({SqlState}); applying this batch one submission at a time.", ex.SqlState);
-                return await ApplyBatchAsync(maxCount, maxBytes, oneByOne: true, cancellationToken);
+                return await ApplyBatchAsync(maxCount, maxBytes, oneByOne: true, cancellationToken) with { StampedLater = true };
             }
         }
         catch (NpgsqlException ex) when (ex.IsTransient)
@@ -60,26 +75,25 @@ internal sealed partial class PostgresPitStore
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
-
-        // The feed lock first, held to commit: everything below (claim, clock, matching) sees every earlier apply.
-        // Then custom plans (see CustomPlans).
-        await using (var feedLock = new NpgsqlCommand(
-            $"SELECT pg_advisory_xact_lock({PostgresSchema.FeedLockKey}); {CustomPlans}", connection, tx))
+        var now = Now();
+        var (tenants, windowEnd) = await LockTenantsAsync(connection, tx, now, maxCount, cancellationToken);
+        if (tenants.Count == 0)
         {
-            await feedLock.ExecuteNonQueryAsync(cancellationToken);
+            await tx.CommitAsync(cancellationToken);
+            return AppliedBatch.Empty;
         }
 
         var pending = new List<PendingSubmission>();
         var attempts = new Dictionary<long, int>();
-        long clock;
         await using (var claim = new NpgsqlBatch(connection, tx))
         {
             var select = new NpgsqlBatchCommand(ClaimSql);
-            select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = Now() });
+            select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now });
             select.Parameters.Add(new NpgsqlParameter<int> { TypedValue = maxCount });
             select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = maxBytes });
+            select.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. tenants] });
+            select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = windowEnd });
             claim.BatchCommands.Add(select);
-            claim.BatchCommands.Add(new NpgsqlBatchCommand("SELECT coalesce(max(last_updated), 0) FROM patients;"));
             await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -94,17 +108,15 @@ internal sealed partial class PostgresPitStore
                     StoredRows.Provenance(id, reader.GetString(1), reader, 9)));
                 attempts.Add(seq, reader.GetInt32(6));
             }
-
-            await reader.NextResultAsync(cancellationToken);
-            await reader.ReadAsync(cancellationToken);
-            clock = reader.GetInt64(0);
         }
 
+        // The planner's lastUpdated is only a placeholder of the right width: the sequencer overwrites it.
+        const long clock = 0;
         if (oneByOne)
         {
             foreach (var s in pending)
             {
-                clock = await ApplyOneAsync(connection, tx, s, attempts[s.Sequence], clock, cancellationToken);
+                await ApplyOneAsync(connection, tx, s, attempts[s.Sequence], clock, cancellationToken);
             }
         }
         else if (pending.Count > 0)
@@ -116,14 +128,70 @@ internal sealed partial class PostgresPitStore
         }
 
         await tx.CommitAsync(cancellationToken);
+        if (pending.Count > 0)
+        {
+            await PostgresSequencer.WakeAsync(connection, cancellationToken);
+        }
+
         return new AppliedBatch(pending.ConvertAll(s => s.Taken));
     }
 
     /// <summary>
-    /// The careful path, used when a set-based write failed: one submission under its own savepoint, so a database
-    /// error rolls back that submission only and is counted as one of its attempts. Returns the clock after it.
+    /// Takes the apply locks of the tenants at the head of the queue that no other transaction holds, in the order of
+    /// their first queued row, until they hold about <paramref name="maxCount"/> queued rows; returns the tenants
+    /// locked and the last queue row the choice looked at. Another instance's transaction, finding the first tenants locked, takes the next ones, so instances
+    /// share the queue by tenant. Try-locks never wait, so no order among them is needed to avoid deadlocks.
     /// </summary>
-    private async Task<long> ApplyOneAsync(
+    private static async Task<(List<string> Tenants, long WindowEnd)> LockTenantsAsync(
+        NpgsqlConnection connection, NpgsqlTransaction tx, long now, int maxCount, CancellationToken cancellationToken)
+    {
+        var candidates = new List<(string Tenant, long Rows)>();
+        long windowEnd = 0;
+        var candidatesCommand = new NpgsqlBatchCommand(CandidateTenantsSql);
+        candidatesCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now });
+        candidatesCommand.Parameters.Add(new NpgsqlParameter<int> { TypedValue = (int)Math.Min(int.MaxValue, (long)maxCount * TenantWindowFactor) });
+        await using (var head = Batch(connection, tx, [new NpgsqlBatchCommand(CustomPlans), candidatesCommand]))
+        {
+            await using var reader = await head.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                candidates.Add((reader.GetString(0), reader.GetInt64(1)));
+                windowEnd = Math.Max(windowEnd, reader.GetInt64(2));
+            }
+        }
+
+        var locked = new List<string>();
+        long lockedRows = 0;
+        var next = 0;
+        while (lockedRows < maxCount && next < candidates.Count)
+        {
+            // Try as many tenants as would fill the batch if all were free; try more only if some were not.
+            var chunk = new List<string>();
+            for (long rows = lockedRows; next < candidates.Count && rows < maxCount; next++)
+            {
+                chunk.Add(candidates[next].Tenant);
+                rows += candidates[next].Rows;
+            }
+
+            await using var tryLock = new NpgsqlCommand(LockTenantsSql, connection, tx);
+            tryLock.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. chunk] });
+            await using var reader = await tryLock.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var tenant = reader.GetString(0);
+                locked.Add(tenant);
+                lockedRows += candidates.First(c => c.Tenant == tenant).Rows;
+            }
+        }
+
+        return (locked, windowEnd);
+    }
+
+    /// <summary>
+    /// The careful path, used when a set-based write failed: one submission under its own savepoint, so a database
+    /// error rolls back that submission only and is counted as one of its attempts.
+    /// </summary>
+    private async Task ApplyOneAsync(
         NpgsqlConnection connection, NpgsqlTransaction tx, PendingSubmission s, int attempts, long clock, CancellationToken cancellationToken)
     {
         var attemptsBySequence = new Dictionary<long, int> { [s.Sequence] = attempts };
@@ -133,7 +201,6 @@ internal sealed partial class PostgresPitStore
             var plan = ApplyPlanner.Plan([s], existing, clock, _time);
             await using var write = Batch(connection, tx, [.. PlanCommands(plan, attemptsBySequence), new("RELEASE SAVEPOINT apply_one;")]);
             await write.ExecuteNonQueryAsync(cancellationToken);
-            return plan.Clock;
         }
         catch (Exception ex) when (IsApplyFailure(ex, connection))
         {
@@ -142,7 +209,6 @@ internal sealed partial class PostgresPitStore
                 new("RELEASE SAVEPOINT apply_one;"),
                 MarkSubmissions([FailedAttempt(s.Sequence, attempts, ex, Now())])]);
             await batch.ExecuteNonQueryAsync(cancellationToken);
-            return clock;
         }
     }
 
@@ -184,16 +250,20 @@ internal sealed partial class PostgresPitStore
         var written = plan.Writes;
         if (written.Count > 0)
         {
+            // Unstamped: a new Patient's row has no lastUpdated or JSON yet (invisible); an existing one keeps its
+            // visible version until the sequencer moves the pending one in. Identifiers, content hash and last
+            // sequence are the apply's own and take effect at once (for matching within the tenant).
             var upsert = new NpgsqlBatchCommand("""
-                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bytea[])
-                ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
-                    content_hash = excluded.content_hash, last_seq = excluded.last_seq, json = excluded.json;
+                INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json, pending_version, pending_json, pending_stamp_at)
+                SELECT w.id, w.tenant, 0, NULL, w.hash, w.seq, NULL, w.version, w.json, w.stamp_at
+                FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::bytea[], $6::bigint[], $7::bytea[]) AS w(id, tenant, version, stamp_at, hash, seq, json)
+                ON CONFLICT (id) DO UPDATE SET content_hash = excluded.content_hash, last_seq = excluded.last_seq,
+                    pending_version = excluded.pending_version, pending_json = excluded.pending_json, pending_stamp_at = excluded.pending_stamp_at;
                 """);
             upsert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. written.Select(p => p.Id)] });
             upsert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. written.Select(p => p.Tenant)] });
             upsert.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. written.Select(p => p.Version)] });
-            upsert.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. written.Select(p => p.LastUpdated)] });
+            upsert.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [.. written.Select(p => PatientJson.LastUpdatedOffset(p.Json))] });
             upsert.Parameters.Add(new NpgsqlParameter<byte[][]> { TypedValue = [.. written.Select(p => p.ContentHash)] });
             upsert.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = [.. written.Select(p => p.LastSequence)] });
             upsert.Parameters.Add(new NpgsqlParameter<byte[][]> { TypedValue = [.. written.Select(p => p.Json)] });

@@ -9,9 +9,9 @@ namespace Pit.Server.Storage.Postgres;
 /// The PostgreSQL engine, for several server instances over one database.
 /// <para>
 /// Queue: submissions are rows, inserted by a group commit (one transaction, one round trip per batch). Every
-/// instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued rows in acceptance order under the
-/// feed lock (PostgresApply.cs) and marks each applied, unchanged, superseded or failed in the same transaction that
-/// writes the Patient. A submission whose apply throws is retried after a growing delay and ends as Failed after
+/// instance's worker calls <see cref="ApplyPendingAsync"/>, which claims queued rows in acceptance order under
+/// per-tenant locks (PostgresApply.cs) and marks each applied, unchanged, superseded or failed in the same transaction
+/// that writes the Patient, unstamped; <see cref="PostgresSequencer"/> stamps the versions and so makes them visible. A submission whose apply throws is retried after a growing delay and ends as Failed after
 /// <see cref="PostgresStoreOptions.MaxApplyAttempts"/>; transient database errors are not counted.
 /// </para>
 /// </summary>
@@ -157,15 +157,27 @@ internal sealed partial class PostgresPitStore
         return command;
     }
 
+    /// <summary>
+    /// A submission whose outcome names a Patient version that is not stamped yet reads as still queued: "processed"
+    /// promises that <c>GET /v1/Patient/{id}</c> returns that version (or a later one), and an unstamped version is
+    /// invisible. The visible version only grows, so the comparison is exact.
+    /// </summary>
+    private static readonly string SubmissionSql = $"""
+        SELECT s.tenant, s.seq, CASE WHEN waiting THEN {SubmissionStateSql.Queued} ELSE s.state END, s.accepted_at,
+            CASE WHEN waiting THEN NULL ELSE s.processed_at END, CASE WHEN waiting THEN NULL ELSE s.patient_id END,
+            CASE WHEN waiting THEN NULL ELSE s.patient_version END, CASE WHEN waiting THEN NULL ELSE s.reason END
+        FROM submissions s
+        LEFT JOIN patients p ON p.id = s.patient_id
+        CROSS JOIN LATERAL (SELECT s.patient_version > coalesce(p.version, 0) AS waiting) w
+        WHERE s.id = $1;
+        """;
+
     public Task<SubmissionRecord?> GetSubmissionAsync(Guid id, CancellationToken cancellationToken) =>
         RetryOnceAsync(ct => GetSubmissionOnceAsync(id, ct), cancellationToken);
 
     private async Task<SubmissionRecord?> GetSubmissionOnceAsync(Guid id, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand($"""
-            SELECT {StoredRows.SubmissionColumns}
-            FROM submissions WHERE id = $1;
-            """);
+        await using var command = _dataSource.CreateCommand(SubmissionSql);
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         if (!await reader.ReadAsync(cancellationToken))
@@ -194,7 +206,7 @@ internal sealed partial class PostgresPitStore
 
     private static async Task<PatientRecord?> GetPatientOnceAsync(NpgsqlDataSource dataSource, string id, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand($"SELECT {StoredRows.PatientColumns} FROM patients WHERE id = $1;");
+        await using var command = dataSource.CreateCommand($"SELECT {StoredRows.PatientColumns} FROM patients WHERE id = $1 AND {Stamped};");
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         return await reader.ReadAsync(cancellationToken) ? StoredRows.Patient(reader) : null;
@@ -214,13 +226,38 @@ internal sealed partial class PostgresPitStore
         return await StoredRows.PatientPageAsync(command, query, cancellationToken);
     }
 
+    /// <summary>
+    /// Whether a Patient row is visible: it has a stamped version. A new Patient's row exists unstamped from its
+    /// apply until the sequencer stamps it (PostgresApply.cs, <see cref="PostgresSequencer"/>).
+    /// </summary>
+    private const string Stamped = "last_updated IS NOT NULL";
+
     /// <summary>The keyset page query (<see cref="KeysetQuery"/>) with this engine's parameters.</summary>
     internal static void BuildSearch(NpgsqlCommand command, PatientPageQuery query) =>
         command.CommandText = KeysetQuery.Build(query, value =>
         {
             command.Parameters.Add(new NpgsqlParameter { Value = value });
             return $"${command.Parameters.Count}";
-        });
+        }, Stamped);
+
+    /// <summary>
+    /// Stamps what is pending now, as the sequencer's leader does, without being the leader: for tests and tools that
+    /// run no <see cref="PostgresSequencer"/>. Waits while a leader holds the sequencer lock. Returns the versions stamped.
+    /// </summary>
+    internal async Task<int> StampPendingAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        var total = 0;
+        int stamped;
+        do
+        {
+            stamped = (await PostgresSequencer.StampAsync(connection, _time, leader: false, cancellationToken)).Count;
+            total += stamped;
+        }
+        while (stamped == PostgresSequencer.MaxPerTick);
+
+        return total;
+    }
 
     public Task<byte[]> GetOrCreateSecretAsync(string name, Func<byte[]> create, CancellationToken cancellationToken) =>
         RetryOnceAsync(ct => GetOrCreateSecretOnceAsync(name, create, ct), cancellationToken);

@@ -13,8 +13,23 @@ internal static class PostgresSchema
     /// <summary>Advisory lock key held while migrating ("PIT" + 1).</summary>
     public const long MigrationLockKey = 0x5049_5400_0001;
 
-    /// <summary>Advisory lock key every apply transaction holds to commit ("PIT" + 2): the feed's commit order.</summary>
+    /// <summary>
+    /// Advisory lock key every apply transaction held to commit up to schema version 5 ("PIT" + 2), when each apply
+    /// stamped its own versions. Since version 6 nothing takes it; kept so the key is never reused.
+    /// </summary>
     public const long FeedLockKey = 0x5049_5400_0002;
+
+    /// <summary>
+    /// Class (first key) of the per-tenant apply locks, <c>pg_try_advisory_xact_lock(class, hashtext(tenant))</c>:
+    /// one apply transaction at a time per tenant. Two-key advisory locks never collide with one-key ones.
+    /// </summary>
+    public const int TenantApplyLockClass = 0x5049_5402;
+
+    /// <summary>
+    /// Advisory lock key of the sequencer ("PIT" + 4): the leader holds it as a session lock on its own connection, so
+    /// one instance at a time stamps versions, and it passes to another instance when that connection dies.
+    /// </summary>
+    public const long SequencerLockKey = 0x5049_5400_0004;
 
     /// <summary>Advisory lock key held while creating or dropping audit partitions ("PIT" + 3).</summary>
     public const long AuditPartitionLockKey = 0x5049_5400_0003;
@@ -94,6 +109,15 @@ internal static class PostgresSchema
         (4, "audit log partitioned by day; processed submissions indexed for retention", PostgresAuditPartitions.PartitioningMigration),
         (5, "submissions: client name for provenance", """
             ALTER TABLE submissions ADD COLUMN client_name text;
+            """),
+        (6, "patients: versions applied in parallel wait unstamped for the sequencer", """
+            ALTER TABLE patients
+                ALTER COLUMN last_updated DROP NOT NULL,
+                ALTER COLUMN json DROP NOT NULL,
+                ADD COLUMN pending_version integer,
+                ADD COLUMN pending_json bytea,
+                ADD COLUMN pending_stamp_at integer;
+            CREATE INDEX patients_pending ON patients (last_seq) WHERE pending_version IS NOT NULL;
             """),
     ];
 

@@ -36,6 +36,10 @@ internal static class PostgresSetup
         services.AddSingleton<PostgresFeedListener>();
         services.AddHostedService(sp => sp.GetRequiredService<PostgresFeedListener>());
 
+        // Every processing instance competes to be the one sequencer that stamps applied versions.
+        services.AddSingleton<PostgresSequencer>();
+        services.AddHostedService(sp => sp.GetRequiredService<PostgresSequencer>());
+
         services.AddSingleton<PostgresDpopReplayCache>();
         services.Replace(ServiceDescriptor.Singleton<IDpopReplayCache>(sp => sp.GetRequiredService<PostgresDpopReplayCache>()));
         services.AddHostedService<PostgresDpopReplayCleanup>();
