@@ -343,9 +343,7 @@ internal sealed partial class PostgresPitStore
         }
 
         _logger.LogWarning("Submission {Sequence} could not be applied (attempt {Attempts}): {Error}; will retry.", sequence, attempts, error);
-        var delay = Math.Min(
-            _options.ApplyRetryDelay.Ticks * (1L << Math.Min(attempts - 1, 20)),
-            _options.ApplyRetryMaxDelay.Ticks) / TimeSpan.TicksPerMicrosecond;
+        var delay = new RetryBackoff(_options.ApplyRetryDelay, _options.ApplyRetryMaxDelay).DelayAfter(attempts).Ticks / TimeSpan.TicksPerMicrosecond;
         return new SubmissionMark(sequence, SubmissionState.Queued, null, null, null, null, attempts, now + delay, error);
     }
 
