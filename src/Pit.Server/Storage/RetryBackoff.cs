@@ -1,7 +1,7 @@
 namespace Pit.Server.Storage;
 
 /// <summary>
-/// The one retry policy of the loops that retry store work until it succeeds, on either engine (apply, audit writes,
+/// The one retry policy of the loops that retry store work until it succeeds, on either engine (apply, audit writes, the sequencer,
 /// PostgreSQL's <c>LISTEN</c>): wait <see cref="First"/> after the first failure,
 /// twice as long after each further one, never longer than <see cref="Max"/>. Doubling keeps a long outage from
 /// costing the store a retry every few hundred milliseconds from every instance, and the cap bounds how long a
@@ -18,6 +18,9 @@ internal sealed record RetryBackoff
 
     /// <summary>PostgreSQL's <c>LISTEN</c> connection: 200 ms doubling to 10 s (long polls fall back to polling meanwhile).</summary>
     public static RetryBackoff Listen { get; } = new(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10));
+
+    /// <summary>PostgreSQL's sequencer after a failed tick or lead attempt: 200 ms doubling to 10 s.</summary>
+    public static RetryBackoff Sequencer { get; } = new(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10));
 
     public RetryBackoff(TimeSpan first, TimeSpan max)
     {

@@ -48,6 +48,7 @@ public sealed class RetryBackoffTests
         Assert.Equal((TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(30)), (RetryBackoff.Apply.First, RetryBackoff.Apply.Max));
         Assert.Equal((TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(5)), (RetryBackoff.AuditWrites.First, RetryBackoff.AuditWrites.Max));
         Assert.Equal((TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10)), (RetryBackoff.Listen.First, RetryBackoff.Listen.Max));
+        Assert.Equal((TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10)), (RetryBackoff.Sequencer.First, RetryBackoff.Sequencer.Max));
     }
 
     [Fact]

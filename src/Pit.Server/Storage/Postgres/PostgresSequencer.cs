@@ -178,10 +178,9 @@ internal sealed class PostgresSequencer(
             {
                 _failures++;
                 _outage.Failed(ex);
-                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 100 * Math.Pow(2, Math.Min(_failures, 7))));
                 try
                 {
-                    await Task.Delay(delay, time, stoppingToken);
+                    await RetryBackoff.Sequencer.WaitAsync(_failures, time, stoppingToken);
                 }
                 catch (OperationCanceledException)
                 {
