@@ -360,15 +360,6 @@ internal sealed partial class SqlitePitStore
             return true;
         }, cancellationToken);
 
-    /// <summary>
-    /// WAL pages after which a commit checkpoints them into the database file: 8 000 pages (32 MiB of 4 KiB pages)
-    /// instead of SQLite's 1 000. Each checkpoint costs two fsyncs and writes every page changed since the last one;
-    /// under POST load the default checkpointed several times a second, a sixth of all fsyncs, and the same hot index
-    /// pages were written to the file again each time (docs/PERFORMANCE.md, "SQLite: prepared statements and fsyncs").
-    /// The WAL file keeps its largest size (about 32 MiB) between checkpoints.
-    /// </summary>
-    private const int WalAutoCheckpointPages = 8000;
-
     // Called with the write lock held.
     private async Task<SqliteStatements> WriterAsync(CancellationToken cancellationToken)
     {
@@ -378,7 +369,7 @@ internal sealed partial class SqlitePitStore
             var writer = await OpenAsync(cancellationToken);
             await ExecuteAsync(writer, "PRAGMA journal_mode = WAL;", cancellationToken);
             await ExecuteAsync(writer, "PRAGMA synchronous = FULL;", cancellationToken);
-            SQLitePCL.raw.sqlite3_wal_autocheckpoint(writer.Handle, WalAutoCheckpointPages);
+            SQLitePCL.raw.sqlite3_wal_autocheckpoint(writer.Handle, WalBackstopPages);
             _writer = new SqliteStatements(writer);
         }
 

@@ -16,6 +16,8 @@ internal static class SqliteSetup
             ConnectionString(sp.GetRequiredService<IOptions<StorageOptions>>().Value, environment),
             sp.GetRequiredService<TimeProvider>()));
 
+        services.AddHostedService<SqliteCheckpointer>();
+
         // One process per file: the waiters of this process are all the waiters there are.
         services.AddSingleton<FeedChangeHub>();
         services.AddSingleton<IFeedChangeNotifier, InProcessFeedChangeNotifier>();
