@@ -12,6 +12,7 @@ using Pit.Server.Patients;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
+using Pit.Server.Upsert;
 using Pit.TestSupport;
 
 namespace Pit.Benchmarks;

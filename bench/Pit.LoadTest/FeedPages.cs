@@ -5,6 +5,7 @@ using Npgsql;
 using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
 using Pit.Server.Storage.Sqlite;
+using Pit.Server.Upsert;
 using Pit.TestSupport;
 
 namespace Pit.LoadTest;

@@ -5,7 +5,7 @@ using System.Text;
 using Microsoft.Data.Sqlite;
 using Npgsql;
 using NpgsqlTypes;
-using Pit.Server.Storage;
+using Pit.Server.Upsert;
 
 namespace Pit.LoadTest;
 
@@ -87,7 +87,7 @@ internal sealed class FeedSeeder(string? postgresConnectionString, string sqlite
     {
         var content = Encoding.UTF8.GetBytes(
             $$"""{"resourceType":"Patient","identifier":[{"system":"{{FnrSystem}}","value":"{{fnr}}"}],"name":[{"family":"Nordmann","given":["Kari","Synnøve"]}],"gender":"female","birthDate":"1972-09-13","address":[{"line":["Storgata 1"],"postalCode":"0155","city":"Oslo"}]}""");
-        var id = Pit.Server.Processing.ApplyPlanner.NewPatientId();
+        var id = ApplyPlanner.NewPatientId();
         return new Row(id, lastUpdated, SHA256.HashData(content), PatientJson.Compose(content, id, 1, lastUpdated, tenant), fnr);
     }
 

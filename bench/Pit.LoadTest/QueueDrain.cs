@@ -6,6 +6,7 @@ using Npgsql;
 using NpgsqlTypes;
 using Pit.Server.Auth;
 using Pit.Server.Storage;
+using Pit.Server.Upsert;
 using Pit.TestSupport;
 
 namespace Pit.LoadTest;

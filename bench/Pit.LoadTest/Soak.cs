@@ -5,7 +5,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
-using Pit.Server.Storage;
+using Pit.Server.Upsert;
 using Pit.TestSupport;
 
 namespace Pit.LoadTest;

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Pit.Server.Auth;
 using Pit.Server.Storage;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Audit;
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using Hl7.Fhir.Model;
 using Microsoft.Extensions.Options;
 using Pit.Server.Feed;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Fhir;
 
@@ -52,7 +53,7 @@ internal sealed class CapabilityStatementSource(
                     new CapabilityStatement.ResourceComponent
                     {
                         Type = "Patient",
-                        Documentation = Storage.ProvenanceExtensions.Description,
+                        Documentation = ProvenanceExtensions.Description,
                         Interaction =
                         [
                             new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.Read },

@@ -1,5 +1,6 @@
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Fhir;
 
@@ -38,7 +39,7 @@ internal static class FhirSetup
         app.MapGet("/v1/StructureDefinition/{id}", ReadStructureDefinition).AllowAnonymous()
             .WithTags("Server").WithName("StructureDefinition").WithSummary("A StructureDefinition this server publishes")
             .WithDescription("The definitions of the provenance extensions every stored Patient carries in meta.extension (" +
-                Storage.ProvenanceExtensions.Namespace + "{id}), for validators; no authentication.");
+                ProvenanceExtensions.Namespace + "{id}), for validators; no authentication.");
         return app;
     }
 

@@ -1,11 +1,12 @@
 using System.Collections.Frozen;
 using Hl7.Fhir.Model;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Fhir;
 
 /// <summary>
 /// The StructureDefinitions this server publishes: those of its provenance extensions
-/// (<see cref="Storage.ProvenanceExtensions"/>), shipped as FHIR JSON files in Fhir/StructureDefinitions and
+/// (<see cref="ProvenanceExtensions"/>), shipped as FHIR JSON files in Fhir/StructureDefinitions and
 /// served read-only, without authentication, at <c>/v1/StructureDefinition/{id}</c> so that a validator can
 /// resolve the extensions a stored Patient carries.
 /// </summary>

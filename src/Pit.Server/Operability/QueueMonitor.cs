@@ -6,6 +6,7 @@ using Pit.Server.Auth;
 using Pit.Server.Feed;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Operability;
 

@@ -1,6 +1,6 @@
 using Hl7.Fhir.Model;
 using Pit.Server.Fhir;
-using Pit.Server.Storage;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Patients;
 

@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 using Pit.Server.Fhir;
 using Pit.Server.Fhir.OpenApi;
-using Pit.Server.Storage;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Patients;
 

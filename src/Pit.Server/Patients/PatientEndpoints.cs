@@ -10,6 +10,7 @@ using Pit.Server.Fhir;
 using Pit.Server.Processing;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Patients;
 

@@ -8,6 +8,7 @@ using Pit.Server.Auth;
 using Pit.Server.Fhir;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Patients;
 

@@ -21,8 +21,6 @@ internal static class ProcessingSetup
             .Validate(o => o.MaxInFlightBodyBytes >= 1, "Pit:Processing:MaxInFlightBodyBytes must be positive.")
             .Validate(o => o.InFlightBodyWait >= TimeSpan.Zero && o.InFlightBodyWait <= TimeSpan.FromSeconds(30),
                 "Pit:Processing:InFlightBodyWait must be 00:00:00-00:00:30.")
-            .Validate(o => o.SequencerInterval >= TimeSpan.FromMilliseconds(1) && o.SequencerInterval <= TimeSpan.FromMinutes(1),
-                "Pit:Processing:SequencerInterval must be 00:00:00.001-00:01:00.")
             .ValidateOnStart();
         // Pit:Audit is registered with the store (Storage/StorageSetup.cs): its retention reads it too.
         services.AddOptions<HostOptions>().Configure(o => o.ShutdownTimeout = configuration.GetValue("Pit:ShutdownTimeout", DefaultShutdownTimeout));

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using Pit.Server.Storage;
 using Pit.Server.Telemetry;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Processing;
 
@@ -23,13 +24,6 @@ internal sealed class ProcessingOptions
 
     /// <summary>How often an idle processor looks for work committed by other instances.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
-
-    /// <summary>
-    /// PostgreSQL only: how often the sequencer's leader looks for unstamped versions when no apply has told it of any,
-    /// and how often every other instance tries to become the leader, i.e. the longest fail-over wait after the
-    /// leader's connection is gone (default 250 ms).
-    /// </summary>
-    public TimeSpan SequencerInterval { get; set; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>
     /// Bytes that submissions waiting for their commit may hold before new ones are answered 503 (default 64 MiB).

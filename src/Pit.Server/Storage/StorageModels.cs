@@ -1,7 +1,6 @@
-namespace Pit.Server.Storage;
+using Pit.Server.Upsert;
 
-/// <summary>A person identifier (system and value) used to find an existing Patient within a tenant.</summary>
-internal readonly record struct PatientKey(string System, string Value);
+namespace Pit.Server.Storage;
 
 /// <summary>An accepted, validated submission waiting to be stored.</summary>
 /// <param name="Id">Server-assigned submission id.</param>
@@ -16,21 +15,6 @@ internal readonly record struct PatientKey(string System, string Value);
 internal sealed record NewSubmission(
     Guid Id, string Tenant, string ClientId, string? OrgnrChild,
     byte[] Content, byte[] ContentHash, IReadOnlyList<PatientKey> Keys, long AcceptedAt, string? ClientName = null);
-
-/// <summary>Where a submission is in its life.</summary>
-internal enum SubmissionState
-{
-    /// <summary>Accepted and durable, not processed yet.</summary>
-    Queued = 0,
-    /// <summary>Processed: a new Patient version was written.</summary>
-    Applied = 1,
-    /// <summary>Processed: content equal to the current version, nothing written.</summary>
-    Unchanged = 2,
-    /// <summary>Processed: a later accepted submission for the same Patient had already been applied.</summary>
-    Superseded = 3,
-    /// <summary>Could not be applied; <see cref="SubmissionRecord.Reason"/> says why.</summary>
-    Failed = 4,
-}
 
 /// <summary>The submission states as SQL literals, for the engines' statements (the column holds the enum's number).</summary>
 internal static class SubmissionStateSql
@@ -64,12 +48,6 @@ internal static class SubmissionStateSql
 /// <param name="Pending">Submissions accepted and not yet applied (including those waiting for a retry).</param>
 /// <param name="OldestPendingAcceptedAt">Acceptance time of the oldest pending submission; null when none is pending.</param>
 internal sealed record QueueStatistics(long Pending, long? OldestPendingAcceptedAt);
-
-/// <summary>
-/// A submission that an apply batch took off the queue: its id, acceptance time (microseconds) and tenant (whose feed
-/// waiters are woken after the commit).
-/// </summary>
-internal readonly record struct TakenSubmission(Guid Id, long AcceptedAt, string Tenant);
 
 /// <summary>What one apply batch took off the queue, in acceptance order.</summary>
 internal sealed record AppliedBatch(IReadOnlyList<TakenSubmission> Taken)

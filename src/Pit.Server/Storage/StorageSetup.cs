@@ -59,6 +59,8 @@ internal static class StorageSetup
         services.TryAddTimeProvider();
         services.AddOptions<StorageOptions>().Bind(configuration.GetSection("Pit:Storage")).ValidateOnStart();
         services.AddSingleton<IValidateOptions<StorageOptions>, StorageOptionsValidator>();
+        // Pit:Processing:SequencerInterval is PostgreSQL's, but a wrong value stops every provider's start-up.
+        PostgresSequencerOptions.Register(services, configuration);
         if (configuration["Pit:Storage:Provider"] == "Postgres")
         {
             services.AddPostgresStorage(configuration);

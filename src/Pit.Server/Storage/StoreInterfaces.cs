@@ -1,3 +1,5 @@
+using Pit.Server.Upsert;
+
 namespace Pit.Server.Storage;
 
 // The storage engines' contract, one interface per concern. Every engine implements all of them in its own folder
@@ -49,7 +51,7 @@ internal interface ISubmissionQueueStore
     /// Applies up to <paramref name="maxCount"/> pending submissions in acceptance order, and no more than
     /// <paramref name="maxBytes"/> of their content (but always at least one), each in effect exactly
     /// once: the submission is marked done (or failed) in the same transaction that writes the Patient.
-    /// What each submission does is decided by <see cref="Processing.ApplyPlanner"/>; the engine only looks up,
+    /// What each submission does is decided by <see cref="ApplyPlanner"/>; the engine only looks up,
     /// locks and writes the plan. <c>lastUpdated</c> values are assigned strictly increasing in commit order across
     /// the whole store, so a reader that has seen every row up to some <c>lastUpdated</c> can never later see a row
     /// below it: by this apply (SQLite), or by the engine's sequencer after it (PostgreSQL,

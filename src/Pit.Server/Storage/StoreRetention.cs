@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Pit.Server.Audit;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Storage;
 

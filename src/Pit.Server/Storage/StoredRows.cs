@@ -1,6 +1,7 @@
 using System.Data;
 using System.Data.Common;
 using System.Globalization;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Storage;
 
@@ -161,16 +162,16 @@ internal static class StoredRows
         """;
 
     /// <summary>Reads the rows of a <see cref="MatchedPatientsQuery"/>, grouped by Patient.</summary>
-    public static async Task<IReadOnlyList<Processing.ExistingPatient>> MatchedPatientsAsync(DbDataReader reader, CancellationToken cancellationToken)
+    public static async Task<IReadOnlyList<ExistingPatient>> MatchedPatientsAsync(DbDataReader reader, CancellationToken cancellationToken)
     {
-        var patients = new Dictionary<string, (Processing.ExistingPatient Patient, List<PatientKey> Keys)>(StringComparer.Ordinal);
+        var patients = new Dictionary<string, (ExistingPatient Patient, List<PatientKey> Keys)>(StringComparer.Ordinal);
         while (await reader.ReadAsync(cancellationToken))
         {
             var id = reader.GetString(0);
             if (!patients.TryGetValue(id, out var entry))
             {
                 var keys = new List<PatientKey>();
-                entry = (new Processing.ExistingPatient(id, reader.GetString(1), reader.GetInt32(2), reader.GetFieldValue<byte[]>(3), reader.GetInt64(4), keys), keys);
+                entry = (new ExistingPatient(id, reader.GetString(1), reader.GetInt32(2), reader.GetFieldValue<byte[]>(3), reader.GetInt64(4), keys), keys);
                 patients.Add(id, entry);
             }
 

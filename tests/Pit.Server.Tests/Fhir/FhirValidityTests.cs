@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Text.Json.Nodes;
 using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Fhir;

@@ -4,7 +4,7 @@ using Hl7.Fhir.Serialization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.WebUtilities;
 using Pit.Server.Patients;
-using Pit.Server.Storage;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Patients;
 

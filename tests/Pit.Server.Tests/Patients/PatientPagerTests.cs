@@ -11,6 +11,7 @@ using Pit.Server.Patients;
 using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
 using Pit.Server.Tests.Storage;
+using Pit.Server.Upsert;
 using Task = System.Threading.Tasks.Task;
 
 namespace Pit.Server.Tests.Patients;

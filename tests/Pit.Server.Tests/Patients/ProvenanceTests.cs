@@ -1,8 +1,8 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Pit.Security;
-using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Patients;

@@ -1,4 +1,5 @@
 using Pit.Server.Storage;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

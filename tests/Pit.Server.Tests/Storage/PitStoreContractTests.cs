@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
-using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

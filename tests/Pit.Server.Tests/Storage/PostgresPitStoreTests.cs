@@ -4,6 +4,7 @@ using Npgsql;
 using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

@@ -6,6 +6,7 @@ using Pit.Server.Auth;
 using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Storage;

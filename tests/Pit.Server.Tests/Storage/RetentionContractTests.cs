@@ -4,6 +4,7 @@ using Microsoft.Extensions.Time.Testing;
 using Pit.Server.Audit;
 using Pit.Server.Storage;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

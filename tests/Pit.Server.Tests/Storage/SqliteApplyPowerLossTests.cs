@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
 using Pit.Server.Storage;
 using Pit.Server.Storage.Sqlite;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Pit.Server.Storage;
 using Pit.Server.Storage.Sqlite;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

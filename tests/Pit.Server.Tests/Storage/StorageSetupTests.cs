@@ -101,4 +101,22 @@ public sealed class StorageSetupTests
         Assert.Contains(named, error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("secret", error.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("Sqlite", "00:00:00")]
+    [InlineData("Sqlite", "00:01:00.001")]
+    [InlineData("Postgres", "00:00:00")]
+    public async Task A_sequencer_interval_out_of_range_stops_start_up_on_either_provider(string provider, string value)
+    {
+        // The sequencer's settings are bound by Storage now, not by Processing: the check must not have been lost.
+        var settings = new Dictionary<string, string?> { ["Pit:Processing:SequencerInterval"] = value };
+        if (provider == "Postgres")
+        {
+            settings["Pit:Storage:Provider"] = "Postgres";
+            settings["Pit:Storage:ConnectionString"] = "Host=127.0.0.1;Port=1;Username=pit";
+        }
+
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => TestServer.StartAsync(settings));
+        Assert.Contains("Pit:Processing:SequencerInterval", error.Message, StringComparison.Ordinal);
+    }
 }

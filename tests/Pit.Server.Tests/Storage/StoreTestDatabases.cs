@@ -6,6 +6,7 @@ using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
 using Pit.Server.Storage.Sqlite;
 using Pit.Server.Tests.Infrastructure;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Tests.Storage;
 

@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using Pit.Security;
 using Pit.Server.Patients;
-using Pit.Server.Storage;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Fhir.OpenApi;
 

@@ -1,7 +1,7 @@
 using System.Data;
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using Pit.Server.Processing;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Storage.Postgres;
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Storage.Postgres;
 

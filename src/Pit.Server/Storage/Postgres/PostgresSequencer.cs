@@ -1,7 +1,7 @@
 using System.Data;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Pit.Server.Processing;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Storage.Postgres;
 
@@ -13,7 +13,7 @@ namespace Pit.Server.Storage.Postgres;
 /// (<see cref="PostgresSchema.SequencerLockKey"/>) on a connection of their own; the winner is the leader and stamps
 /// on that connection, so its ticks can only run while it holds the lock. When its process or connection dies,
 /// PostgreSQL ends the session, rolls back the tick in flight and releases the lock, and another instance takes over
-/// at its next try (<see cref="ProcessingOptions.SequencerInterval"/>).
+/// at its next try (<see cref="PostgresSequencerOptions.SequencerInterval"/>).
 /// </para>
 /// <para>
 /// Why this keeps the feed gap-free: a tick sees only committed apply transactions, and stamps everything it takes
@@ -24,7 +24,7 @@ namespace Pit.Server.Storage.Postgres;
 /// </para>
 /// </summary>
 internal sealed class PostgresSequencer(
-    NpgsqlDataSource dataSource, IFeedChangeNotifier feed, TimeProvider time, IOptions<ProcessingOptions> options, IHostApplicationLifetime lifetime,
+    NpgsqlDataSource dataSource, IFeedChangeNotifier feed, TimeProvider time, IOptions<PostgresSequencerOptions> options, IHostApplicationLifetime lifetime,
     ILogger<PostgresSequencer> logger)
     : BackgroundService
 {

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
-using Pit.Server.Processing;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Storage.Sqlite;
 

@@ -1,6 +1,6 @@
 using System.Collections.Frozen;
 
-namespace Pit.Server.Storage;
+namespace Pit.Server.Upsert;
 
 /// <summary>
 /// Who submitted one stored Patient version, as established by authentication when the submission was accepted;

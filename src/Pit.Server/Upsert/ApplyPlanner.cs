@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
-using Pit.Server.Storage;
 
-namespace Pit.Server.Processing;
+namespace Pit.Server.Upsert;
 
 /// <summary>
 /// The upsert rules, the same for every storage engine: match by person identifier within the tenant, last accepted

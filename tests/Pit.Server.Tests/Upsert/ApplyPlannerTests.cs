@@ -1,11 +1,10 @@
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Time.Testing;
-using Pit.Server.Processing;
-using Pit.Server.Storage;
 using Pit.Server.Tests.Storage;
+using Pit.Server.Upsert;
 
-namespace Pit.Server.Tests.Processing;
+namespace Pit.Server.Tests.Upsert;
 
 /// <summary>The upsert rules on their own: no database, a fake clock and predictable new ids.</summary>
 public sealed class ApplyPlannerTests

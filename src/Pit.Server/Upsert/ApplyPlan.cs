@@ -1,6 +1,4 @@
-using Pit.Server.Storage;
-
-namespace Pit.Server.Processing;
+namespace Pit.Server.Upsert;
 
 /// <summary>
 /// A queued submission as an engine hands it to <see cref="ApplyPlanner"/>; <see cref="Provenance"/> is who submitted

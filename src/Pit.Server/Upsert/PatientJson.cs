@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace Pit.Server.Storage;
+namespace Pit.Server.Upsert;
 
 /// <summary>
 /// The stored, ready-to-send form of a Patient: the canonical content (Firely's compact JSON with no id and no
