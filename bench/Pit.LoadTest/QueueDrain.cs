@@ -164,13 +164,28 @@ internal static class QueueDrain
         await reader.CloseAsync();
         var text = string.Create(CultureInfo.InvariantCulture,
             $"pg_stat_statements: {total / 1000:F1} s of statement execution = {total / Math.Max(1, submissions):F3} ms per submission");
+
+        // Where the rest of the database time goes: the statements that took most, whichever build ran.
+        await using (var top = new NpgsqlCommand("""
+            SELECT calls, rows, total_exec_time, left(regexp_replace(query, '\s+', ' ', 'g'), 90) FROM pg_stat_statements
+            WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%count(*) FROM%' ORDER BY total_exec_time DESC LIMIT 8;
+            """, connection))
+        await using (var rows = await top.ExecuteReaderAsync())
+        {
+            while (await rows.ReadAsync())
+            {
+                text += string.Create(CultureInfo.InvariantCulture,
+                    $"{Environment.NewLine}  top: {rows.GetDouble(2) / 1000,6:F2} s = {1000 * rows.GetDouble(2) / Math.Max(1, submissions),5:F1} µs per submission, {rows.GetInt64(0),7:N0} calls, {rows.GetInt64(1),9:N0} rows: {rows.GetString(3)}");
+            }
+        }
+
         if (stamped == 0)
         {
             return text;
         }
 
         text += string.Create(CultureInfo.InvariantCulture,
-            $"; sequencer {sequencer / 1000:F2} s over {ticks:N0} stamping transactions = {1000 * sequencer / stamped:F1} µs per version ({(double)stamped / Math.Max(1, ticks):F0} versions per transaction)");
+            $"{Environment.NewLine}  sequencer {sequencer / 1000:F2} s over {ticks:N0} stamping transactions = {1000 * sequencer / stamped:F1} µs per version ({(double)stamped / Math.Max(1, ticks):F0} versions per transaction)");
         foreach (var (name, filter) in new[] { ("StampSql", StampStatement), ("PendingSql", PendingStatement), ("ClockSql", ClockStatement) })
         {
             await using var statement = new NpgsqlCommand(
