@@ -147,6 +147,61 @@ public sealed class PostgresSequencerTests(PostgresServer server) : IClassFixtur
     }
 
     [Fact]
+    public async Task A_long_queue_without_statistics_is_read_from_its_head_in_index_order_not_scanned_whole()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await using (var engine = new PostgresPitStore(PostgresPitStore.CreateDataSource(db.ConnectionString), new ManualTimeProvider(Start), ownsDataSource: true))
+        {
+            await engine.MigrateAsync(None);
+        }
+
+        // Queued all at once and never analysed, as in a drain: the planner guesses a few hundred queued rows.
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        await using (var fill = new NpgsqlCommand("""
+            INSERT INTO submissions (id, tenant, client_id, content, content_hash, key_systems, key_values, accepted_at)
+            SELECT gen_random_uuid(), (900000000 + i % 100)::text, 'c', '\x00', '\x00', '{}', '{}', 0 FROM generate_series(1, 50000) i;
+            """, connection))
+        {
+            await fill.ExecuteNonQueryAsync();
+        }
+
+        await using var tx = await connection.BeginTransactionAsync();
+        foreach (var setting in (string[])[PostgresPitStore.CustomPlans, .. PostgresPitStore.QueueInOrder])
+        {
+            await using var set = new NpgsqlCommand(setting, connection, tx);
+            await set.ExecuteNonQueryAsync();
+        }
+
+        var candidates = await PlanAsync(connection, tx, PostgresPitStore.CandidateTenantsSql, long.MaxValue, 1024);
+        var claim = await PlanAsync(connection, tx, PostgresPitStore.ClaimSql, long.MaxValue, 256, long.MaxValue, new[] { "900000001" }, 1024L);
+        foreach (var plan in new[] { candidates, claim })
+        {
+            Assert.Contains("Index Scan using submissions_queued", plan, StringComparison.Ordinal);
+            Assert.DoesNotContain("Bitmap", plan, StringComparison.Ordinal);
+            Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
+        }
+    }
+
+    private static async Task<string> PlanAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string sql, params object[] parameters)
+    {
+        await using var explain = new NpgsqlCommand("EXPLAIN " + sql, connection, tx);
+        foreach (var parameter in parameters)
+        {
+            explain.Parameters.Add(new NpgsqlParameter { Value = parameter });
+        }
+
+        var lines = new List<string>();
+        await using var reader = await explain.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            lines.Add(reader.GetString(0));
+        }
+
+        return string.Join('\n', lines);
+    }
+
+    [Fact]
     public async Task A_tenant_whose_apply_is_held_open_does_not_hold_back_another_tenants_submissions()
     {
         var connectionString = await server.CreateDatabaseAsync();
