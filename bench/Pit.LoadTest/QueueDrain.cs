@@ -124,6 +124,7 @@ internal static class QueueDrain
                 $"applied in {(applied ?? elapsed).TotalSeconds:F1} s, applied and stamped in {elapsed.TotalSeconds:F1} s = {done / elapsed.TotalSeconds:F0} submissions/s; " +
                 $"servers' CPU {serversCpu:F1} s ({1000 * serversCpu / Math.Max(1, done):F3} ms per submission)"));
             Console.WriteLine(resources);
+            Console.WriteLine($"load average at the end of the run (/proc/loadavg): {File.ReadAllText("/proc/loadavg").Trim()}");
             Console.WriteLine(await StatementsAsync(connectionString, done));
             Console.WriteLine(await ScalarAsync<string>(connectionString,
                 "SELECT 'submissions by state: ' || string_agg(state || '=' || n, ', ' ORDER BY state) FROM (SELECT state, count(*) n FROM submissions GROUP BY state) s;"));
@@ -137,16 +138,22 @@ internal static class QueueDrain
         }
     }
 
-    // Database time per submission, and the sequencer's share (its three statements) per version stamped.
+    // The sequencer's three statements: its stamp (StampSql), the pending versions it takes (PendingSql), its clock.
+    private const string StampStatement = "query LIKE '%SET version = p.pending_version%'";
+    private const string PendingStatement = "query LIKE '%pending_version IS NOT NULL ORDER BY%'";
+    private const string ClockStatement = "query LIKE 'SELECT coalesce(max(last_updated), 0) FROM patients%'";
+
+    // Database time per submission, and the sequencer's share (its three statements) per version stamped, then each of
+    // the three on a line of its own: calls, rows, total time.
     private static async Task<string> StatementsAsync(string connectionString, long submissions)
     {
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("""
+        await using var command = new NpgsqlCommand($"""
             SELECT coalesce(sum(total_exec_time), 0),
-                   coalesce(sum(total_exec_time) FILTER (WHERE query LIKE '%SET version = p.pending_version%' OR query LIKE '%FOR NO KEY UPDATE SKIP LOCKED%' OR query LIKE 'SELECT coalesce(max(last_updated), 0) FROM patients%'), 0),
-                   coalesce(sum(rows) FILTER (WHERE query LIKE '%SET version = p.pending_version%'), 0),
-                   coalesce(sum(calls) FILTER (WHERE query LIKE '%SET version = p.pending_version%'), 0)
+                   coalesce(sum(total_exec_time) FILTER (WHERE {StampStatement} OR {PendingStatement} OR {ClockStatement}), 0),
+                   coalesce(sum(rows) FILTER (WHERE {StampStatement}), 0),
+                   coalesce(sum(calls) FILTER (WHERE {StampStatement}), 0)
             FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%count(*) FROM%';
             """, connection);
         await using var reader = await command.ExecuteReaderAsync();
@@ -155,12 +162,40 @@ internal static class QueueDrain
         var sequencer = reader.GetDouble(1);
         var stamped = reader.GetInt64(2);
         var ticks = reader.GetInt64(3);
+        await reader.CloseAsync();
         var text = string.Create(CultureInfo.InvariantCulture,
             $"pg_stat_statements: {total / 1000:F1} s of statement execution = {total / Math.Max(1, submissions):F3} ms per submission");
-        if (stamped > 0)
+
+        // Where the rest of the database time goes: the statements that took most, whichever build ran.
+        await using (var top = new NpgsqlCommand("""
+            SELECT calls, rows, total_exec_time, left(regexp_replace(query, '\s+', ' ', 'g'), 90) FROM pg_stat_statements
+            WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%count(*) FROM%' ORDER BY total_exec_time DESC LIMIT 8;
+            """, connection))
+        await using (var rows = await top.ExecuteReaderAsync())
         {
+            while (await rows.ReadAsync())
+            {
+                text += string.Create(CultureInfo.InvariantCulture,
+                    $"{Environment.NewLine}  top: {rows.GetDouble(2) / 1000,6:F2} s = {1000 * rows.GetDouble(2) / Math.Max(1, submissions),5:F1} µs per submission, {rows.GetInt64(0),7:N0} calls, {rows.GetInt64(1),9:N0} rows: {rows.GetString(3)}");
+            }
+        }
+
+        if (stamped == 0)
+        {
+            return text;
+        }
+
+        text += string.Create(CultureInfo.InvariantCulture,
+            $"{Environment.NewLine}  sequencer {sequencer / 1000:F2} s over {ticks:N0} stamping transactions = {1000 * sequencer / stamped:F1} µs per version ({(double)stamped / Math.Max(1, ticks):F0} versions per transaction)");
+        foreach (var (name, filter) in new[] { ("StampSql", StampStatement), ("PendingSql", PendingStatement), ("ClockSql", ClockStatement) })
+        {
+            await using var statement = new NpgsqlCommand(
+                $"SELECT coalesce(sum(calls), 0), coalesce(sum(rows), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements WHERE {filter};", connection);
+            await using var row = await statement.ExecuteReaderAsync();
+            await row.ReadAsync();
+            var time = row.GetDouble(2);
             text += string.Create(CultureInfo.InvariantCulture,
-                $"; sequencer {sequencer / 1000:F2} s over {ticks:N0} stamping transactions = {1000 * sequencer / stamped:F1} µs per version ({(double)stamped / Math.Max(1, ticks):F0} versions per transaction)");
+                $"{Environment.NewLine}  {name}: {row.GetInt64(0):N0} calls, {row.GetInt64(1):N0} rows, {time / 1000:F2} s = {1000 * time / stamped:F1} µs per version stamped");
         }
 
         return text;

@@ -9,7 +9,7 @@ namespace Pit.Server.Tests;
 public sealed class TelemetryTests
 {
     [Fact]
-    public async Task Submissions_are_counted_by_result_and_group_commits_and_processing_are_measured()
+    public async Task Submissions_are_counted_by_result_and_group_commits_processing_and_visibility_lag_are_measured()
     {
         await using var server = await TestServer.StartAsync();
         var factory = server.Services.GetRequiredService<IMeterFactory>();
@@ -35,6 +35,14 @@ public sealed class TelemetryTests
             }
         });
         listener.SetMeasurementEventCallback<int>((i, v, tags, _) => measurements.Enqueue((i.Name, v, Result(tags))));
+        var lags = new ConcurrentQueue<double>();
+        listener.SetMeasurementEventCallback<double>((i, v, _, _) =>
+        {
+            if (i.Name == "pit.submissions.visibility_lag")
+            {
+                lags.Enqueue(v);
+            }
+        });
         listener.Start();
 
         using var client = server.CreateClient();
@@ -46,6 +54,9 @@ public sealed class TelemetryTests
         Assert.Contains(measurements, m => m is ("pit.submissions", 1, "rejected"));
         Assert.Contains(measurements, m => m.Instrument == "pit.submissions.commit_batch" && m.Value >= 1);
         Assert.Contains(measurements, m => m.Instrument == "pit.submissions.applied" && m.Value >= 1);
+        // SQLite's apply makes the Patient visible at its commit, so the processor records the lag there (before it
+        // counts the batch as applied, which the test awaited).
+        Assert.True(Assert.Single(lags) is >= 0 and < 30);
     }
 
     private static string? Result(ReadOnlySpan<KeyValuePair<string, object?>> tags)

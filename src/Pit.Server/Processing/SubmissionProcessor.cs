@@ -102,8 +102,9 @@ internal sealed class SubmissionProcessor(
 
     /// <summary>
     /// One batch, traced as <c>pit.submissions.apply</c> with the ids it took (<c>pit.submission.ids</c>; the POST's span
-    /// carries <c>pit.submission.id</c>), and each submission's visibility lag (acceptance to commit) recorded. Waiting
-    /// feed requests of the batch's tenants are woken once it has committed.
+    /// carries <c>pit.submission.id</c>). When the batch's versions are visible at its commit (SQLite), each submission's
+    /// visibility lag (acceptance to commit) is recorded and waiting feed requests of the batch's tenants are woken;
+    /// otherwise (PostgreSQL) the sequencer does both when it stamps them.
     /// </summary>
     private async Task<int> ApplyBatchAsync(int batchSize, long batchBytes, CancellationToken cancellationToken)
     {
@@ -111,14 +112,18 @@ internal sealed class SubmissionProcessor(
         var batch = await store.ApplyPendingAsync(batchSize, batchBytes, cancellationToken);
         activity?.SetTag("pit.submission.ids", batch.Taken.Select(s => s.Id.ToString("D")).ToArray());
         activity?.SetTag("pit.submissions.applied", batch.Count);
-        metrics.Applied(batch.Count);
-        var now = time.GetUtcNow();
-        foreach (var taken in batch.Taken)
+        var visibleNow = batch.Count > 0 && !batch.StampedLater;
+        if (visibleNow)
         {
-            metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(taken.AcceptedAt));
+            var now = time.GetUtcNow();
+            foreach (var taken in batch.Taken)
+            {
+                metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(taken.AcceptedAt));
+            }
         }
 
-        if (batch.Count > 0 && !batch.StampedLater)
+        metrics.Applied(batch.Count);
+        if (visibleNow)
         {
             // After the commit, so a woken waiter's query sees the batch. Failed or unchanged submissions wake too;
             // the waiter re-runs its query and, finding nothing new, waits on.

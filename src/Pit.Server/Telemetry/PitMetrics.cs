@@ -55,7 +55,11 @@ internal sealed class PitMetrics
     /// <summary>One processor batch failed.</summary>
     public void ApplyFailed() => _applyFailures.Add(1);
 
-    /// <summary>A submission became visible <paramref name="lag"/> after it was accepted.</summary>
+    /// <summary>
+    /// A submission became visible <paramref name="lag"/> after it was accepted. SQLite records it for every submission
+    /// its apply takes, at the apply's commit; PostgreSQL for every version the sequencer stamps, at the stamp's commit,
+    /// measured from the newest submission that version carries (submissions that wrote no version are not recorded).
+    /// </summary>
     public void VisibilityLag(TimeSpan lag) => _visibilityLag.Record(Math.Max(0, lag.TotalSeconds));
 
     /// <summary>One request answered.</summary>

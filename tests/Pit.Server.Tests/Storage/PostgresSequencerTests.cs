@@ -1,10 +1,16 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using Pit.Server.Auth;
+using Pit.Server.Processing;
 using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
+using Pit.Server.Telemetry;
 using Pit.Server.Tests.Infrastructure;
 using Pit.Server.Upsert;
 using Pit.TestSupport;
@@ -73,6 +79,127 @@ public sealed class PostgresSequencerTests(PostgresServer server) : IClassFixtur
         Assert.Equal(("2", FeedTime.Format(v2.LastUpdated), "Second"), ((string?)json["meta"]!["versionId"], (string?)json["meta"]!["lastUpdated"], (string?)json["name"]![0]!["family"]));
         Assert.Equal((SubmissionState.Applied, 2), ((await engine.GetSubmissionAsync(second.Id, None))!.State, (await engine.GetSubmissionAsync(second.Id, None))!.PatientVersion));
         Assert.Equal(0, await engine.StampPendingAsync(None));
+    }
+
+    [Fact]
+    public async Task Visibility_lag_is_recorded_when_the_sequencer_stamps_a_version_not_when_the_processor_applies_it()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        var time = new ManualTimeProvider(Start);
+        await using var dataSource = PostgresPitStore.CreateDataSource(db.ConnectionString);
+        await using var engine = new PostgresPitStore(dataSource, time);
+        await engine.MigrateAsync(None);
+        await engine.AddSubmissionsAsync([Submissions.Create("999999999", "12345678901", acceptedAt: FeedTime.FromDateTimeOffset(Start))], None);
+
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var metrics = new PitMetrics(services.GetRequiredService<IMeterFactory>());
+        var lags = new ConcurrentQueue<double>();
+        var lagRecorded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var applied = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (ReferenceEquals(instrument.Meter, metrics.Meter))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<double>((instrument, value, _, _) =>
+        {
+            if (instrument.Name == "pit.submissions.visibility_lag")
+            {
+                lags.Enqueue(value);
+                lagRecorded.TrySetResult();
+            }
+        });
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        {
+            if (instrument.Name == "pit.submissions.applied" && value > 0)
+            {
+                applied.TrySetResult();
+            }
+        });
+        listener.Start();
+        var options = Options.Create(new ProcessingOptions { PollInterval = TimeSpan.FromMilliseconds(50) });
+
+        // Applied two seconds after acceptance: written unstamped, invisible, so nothing is recorded yet.
+        time.Advance(TimeSpan.FromSeconds(2));
+        var processor = new SubmissionProcessor(engine, new ProcessingSignal(), new RecordingFeed(), metrics, time, options, NullLogger<SubmissionProcessor>.Instance);
+        await processor.StartAsync(None);
+        await applied.Task.WaitAsync(Deadline);
+        await processor.StopAsync(None);
+        Assert.Empty(lags);
+
+        // Stamped five seconds after acceptance: that is when readers see it.
+        time.Advance(TimeSpan.FromSeconds(3));
+        var feed = new RecordingFeed();
+        using var sequencer = new PostgresSequencer(
+            dataSource, feed, metrics, time, Options.Create(new PostgresSequencerOptions()), new StartedLifetime(), NullLogger<PostgresSequencer>.Instance);
+        await sequencer.StartAsync(None);
+        await lagRecorded.Task.WaitAsync(Deadline);
+        await sequencer.StopAsync(None);
+
+        Assert.Equal(5.0, Assert.Single(lags));
+        Assert.Equal("999999999", Assert.Single(Assert.Single(feed.Published)));
+        Assert.Equal(SubmissionState.Applied, (await engine.GetSubmissionAsync(
+            await ScalarAsync<Guid>(db, "SELECT id FROM submissions;"), None))!.State);
+    }
+
+    [Fact]
+    public async Task A_long_queue_without_statistics_is_read_from_its_head_in_index_order_not_scanned_whole()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await using (var engine = new PostgresPitStore(PostgresPitStore.CreateDataSource(db.ConnectionString), new ManualTimeProvider(Start), ownsDataSource: true))
+        {
+            await engine.MigrateAsync(None);
+        }
+
+        // Queued all at once and never analysed, as in a drain: the planner guesses a few hundred queued rows.
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        await using (var fill = new NpgsqlCommand("""
+            INSERT INTO submissions (id, tenant, client_id, content, content_hash, key_systems, key_values, accepted_at)
+            SELECT gen_random_uuid(), (900000000 + i % 100)::text, 'c', '\x00', '\x00', '{}', '{}', 0 FROM generate_series(1, 50000) i;
+            """, connection))
+        {
+            await fill.ExecuteNonQueryAsync();
+        }
+
+        await using var tx = await connection.BeginTransactionAsync();
+        foreach (var setting in (string[])[PostgresPitStore.CustomPlans, .. PostgresPitStore.QueueInOrder])
+        {
+            await using var set = new NpgsqlCommand(setting, connection, tx);
+            await set.ExecuteNonQueryAsync();
+        }
+
+        var candidates = await PlanAsync(connection, tx, PostgresPitStore.CandidateTenantsSql, long.MaxValue, 1024);
+        var claim = await PlanAsync(connection, tx, PostgresPitStore.ClaimSql, long.MaxValue, 256, long.MaxValue, new[] { "900000001" }, 1024L);
+        foreach (var plan in new[] { candidates, claim })
+        {
+            Assert.Contains("Index Scan using submissions_queued", plan, StringComparison.Ordinal);
+            Assert.DoesNotContain("Bitmap", plan, StringComparison.Ordinal);
+            Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
+        }
+    }
+
+    private static async Task<string> PlanAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string sql, params object[] parameters)
+    {
+        await using var explain = new NpgsqlCommand("EXPLAIN " + sql, connection, tx);
+        foreach (var parameter in parameters)
+        {
+            explain.Parameters.Add(new NpgsqlParameter { Value = parameter });
+        }
+
+        var lines = new List<string>();
+        await using var reader = await explain.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            lines.Add(reader.GetString(0));
+        }
+
+        return string.Join('\n', lines);
     }
 
     [Fact]
@@ -286,6 +413,32 @@ public sealed class PostgresSequencerTests(PostgresServer server) : IClassFixtur
     }
 
     private static string ApplicationName(int instance) => $"pit-seq-{instance}";
+
+    /// <summary>The tenants of each wake-up of the feed's waiters.</summary>
+    private sealed class RecordingFeed : IFeedChangeNotifier
+    {
+        public ConcurrentQueue<IReadOnlyCollection<string>> Published { get; } = new();
+
+        public Task PublishAsync(IReadOnlyCollection<string> tenants, CancellationToken cancellationToken)
+        {
+            Published.Enqueue([.. tenants]);
+            return Task.CompletedTask;
+        }
+    }
+
+    /// <summary>A host that has started (the sequencer waits for that) and never stops on its own.</summary>
+    private sealed class StartedLifetime : IHostApplicationLifetime
+    {
+        public CancellationToken ApplicationStarted { get; } = new(canceled: true);
+
+        public CancellationToken ApplicationStopping => CancellationToken.None;
+
+        public CancellationToken ApplicationStopped => CancellationToken.None;
+
+        public void StopApplication()
+        {
+        }
+    }
 
     /// <summary>Valid organisation numbers (mod 11), distinct tenants.</summary>
     private static string[] Organisations(int count) =>

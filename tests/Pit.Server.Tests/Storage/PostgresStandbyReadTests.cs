@@ -224,6 +224,58 @@ public sealed class PostgresStandbyReadTests(PostgresStandbyPair pair) : IClassF
     }
 
     [Fact]
+    public async Task Readiness_checks_the_read_standby_and_is_503_while_it_cannot_be_reached_as_reads_are()
+    {
+        using var signing = RSA.Create(2048);
+        var primary = await pair.Primary.CreateDatabaseAsync();
+        // A standby of its own, so that stopping it leaves the other tests' standby alone.
+        await using var standby = await pair.Primary.StartStandbyAsync();
+        var settings = new Dictionary<string, string?>(PostgresMultiInstanceTests.Settings(primary, signing))
+        {
+            ["Pit:Storage:ReadConnectionString"] = standby.ConnectionString(new NpgsqlConnectionStringBuilder(primary).Database!),
+        };
+        await using var server = await TestServer.StartAsync(settings);
+        using var client = Client(server, TestServer.DefaultOrganisation);
+        await standby.WaitForReplayOfAsync(pair.Primary);
+
+        var ready = await ReadinessAsync(client, HttpStatusCode.OK);
+        Assert.Equal("Healthy", (string?)ready["checks"]!["store-reads"]!["status"]);
+        Assert.True((bool)ready["checks"]!["store-reads"]!["data"]!["inRecovery"]!);
+
+        await standby.StopAsync(immediate: true);
+        var notReady = await ReadinessAsync(client, HttpStatusCode.ServiceUnavailable);
+        Assert.Equal(("Unhealthy", "Healthy"), ((string?)notReady["checks"]!["store-reads"]!["status"], (string?)notReady["checks"]!["store"]!["status"]));
+        Assert.DoesNotContain(standby.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), notReady.ToJsonString(), StringComparison.Ordinal);
+        // What readiness reports is what readers get; writes still go to the primary.
+        using (var read = await client.GetAsync("v1/Patient"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, read.StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("health/live")).StatusCode);
+
+        await standby.StartAsync();
+        await ReadinessAsync(client, HttpStatusCode.OK);
+    }
+
+    /// <summary>The readiness answer once it has the expected status (a restarted server takes a moment to accept connections).</summary>
+    private static async Task<System.Text.Json.Nodes.JsonNode> ReadinessAsync(HttpClient client, HttpStatusCode expected)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            using var answer = await client.GetAsync("health/ready");
+            if (answer.StatusCode == expected || DateTime.UtcNow > deadline)
+            {
+                Assert.Equal(expected, answer.StatusCode);
+                return System.Text.Json.Nodes.JsonNode.Parse(await answer.Content.ReadAsStringAsync())!;
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
     public async Task Changes_waiting_for_the_standby_are_bounded_and_past_the_bound_merge_into_one_for_every_tenant()
     {
         var options = new PostgresStoreOptions { ReadConnectionString = pair.Standby.ConnectionString() };

@@ -19,7 +19,7 @@ internal sealed partial class PostgresPitStore
     private const int TenantWindowFactor = 4;
 
     // The head of the queue and the tenants in it, in order of their first row there, with their row counts and last row.
-    private static readonly string CandidateTenantsSql = $"""
+    internal static readonly string CandidateTenantsSql = $"""
         SELECT tenant, count(*), max(seq) FROM (
             SELECT seq, tenant FROM submissions WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 ORDER BY seq LIMIT $2) head
         GROUP BY tenant ORDER BY min(seq);
@@ -35,7 +35,7 @@ internal sealed partial class PostgresPitStore
     // transaction can hold or want these rows' locks (the accept path only inserts). Only rows up to the end of the
     // window the tenants were chosen from ($5): when the locked tenants have fewer queued rows than the batch takes,
     // the scan of the queue index stops there instead of running through the whole queue.
-    private static readonly string ClaimSql = $"""
+    internal static readonly string ClaimSql = $"""
         SELECT seq, tenant, content, content_hash, key_systems, key_values, attempts, id, accepted_at, {StoredRows.ProvenanceColumns} FROM submissions
         WHERE seq IN ({SubmissionStateSql.ClaimWithinBytes($"SELECT seq, octet_length(content) AS size FROM submissions WHERE state = {SubmissionStateSql.Queued} AND retry_at <= $1 AND tenant = ANY($4) AND seq <= $5 ORDER BY seq LIMIT $2", "$3")})
         ORDER BY seq;
@@ -94,6 +94,11 @@ internal sealed partial class PostgresPitStore
             select.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. tenants] });
             select.Parameters.Add(new NpgsqlParameter<long> { TypedValue = windowEnd });
             claim.BatchCommands.Add(select);
+            foreach (var sql in QueueScansAsUsual)
+            {
+                claim.BatchCommands.Add(new NpgsqlBatchCommand(sql));
+            }
+
             await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -150,7 +155,7 @@ internal sealed partial class PostgresPitStore
         var candidatesCommand = new NpgsqlBatchCommand(CandidateTenantsSql);
         candidatesCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = now });
         candidatesCommand.Parameters.Add(new NpgsqlParameter<int> { TypedValue = (int)Math.Min(int.MaxValue, (long)maxCount * TenantWindowFactor) });
-        await using (var head = Batch(connection, tx, [new NpgsqlBatchCommand(CustomPlans), candidatesCommand]))
+        await using (var head = Batch(connection, tx, [new NpgsqlBatchCommand(CustomPlans), .. QueueInOrder.Select(sql => new NpgsqlBatchCommand(sql)), candidatesCommand]))
         {
             await using var reader = await head.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
@@ -236,7 +241,20 @@ internal sealed partial class PostgresPitStore
     /// batch scanned submissions and patient_keys in full (32 ms for the mark and 26 ms for the match of an 85-row batch);
     /// with custom plans 2 ms and under 1 ms. Planning the few statements of a batch costs well under a millisecond.
     /// </summary>
-    private const string CustomPlans = "SET LOCAL plan_cache_mode = force_custom_plan;";
+    internal const string CustomPlans = "SET LOCAL plan_cache_mode = force_custom_plan;";
+
+    /// <summary>
+    /// The head of the queue is read in order from its partial index (<c>submissions_queued</c>), which stops after the
+    /// rows a batch needs. Measured in a drain of 200,000 queued submissions on a fresh table (no statistics yet, so
+    /// PostgreSQL estimated ~400 queued rows, fewer than the tenant window's 1,024): the planner chose a bitmap scan of
+    /// every queued row and a top-N sort instead, 54 ms per batch on average (128 ms at 160,000 queued) and 56 % of
+    /// the database time of the whole drain, falling only as the queue did. Statistics taken while the queue was short
+    /// (the usual case) would choose it just the same when a backlog builds up, e.g. after an outage, which is when
+    /// the drain rate matters. Set before the candidates and the claim, put back after the claim.
+    /// </summary>
+    internal static readonly string[] QueueInOrder = ["SET LOCAL enable_bitmapscan = off;", "SET LOCAL enable_seqscan = off;"];
+
+    private static readonly string[] QueueScansAsUsual = ["SET LOCAL enable_bitmapscan TO DEFAULT;", "SET LOCAL enable_seqscan TO DEFAULT;"];
 
     /// <summary>
     /// Except for the identifier insert: its foreign-key check runs one cached query per row, and custom plans would plan

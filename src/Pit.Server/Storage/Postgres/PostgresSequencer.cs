@@ -1,6 +1,7 @@
 using System.Data;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Pit.Server.Telemetry;
 using Pit.Server.Upsert;
 
 namespace Pit.Server.Storage.Postgres;
@@ -24,8 +25,8 @@ namespace Pit.Server.Storage.Postgres;
 /// </para>
 /// </summary>
 internal sealed class PostgresSequencer(
-    NpgsqlDataSource dataSource, IFeedChangeNotifier feed, TimeProvider time, IOptions<PostgresSequencerOptions> options, IHostApplicationLifetime lifetime,
-    ILogger<PostgresSequencer> logger)
+    NpgsqlDataSource dataSource, IFeedChangeNotifier feed, PitMetrics metrics, TimeProvider time, IOptions<PostgresSequencerOptions> options,
+    IHostApplicationLifetime lifetime, ILogger<PostgresSequencer> logger)
     : BackgroundService
 {
     /// <summary>The channel an apply transaction notifies after its commit, so the leader stamps at once.</summary>
@@ -36,8 +37,14 @@ internal sealed class PostgresSequencer(
 
     private const string ClockSql = "SELECT coalesce(max(last_updated), 0) FROM patients;";
 
-    private const string PendingSql =
-        "SELECT id, tenant FROM patients WHERE pending_version IS NOT NULL ORDER BY last_seq LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED;";
+    // With the acceptance time of the newest submission the pending version carries (last_seq), for the visibility
+    // lag: a scalar subquery, i.e. one primary-key probe per row taken, whatever the tick's size (a join was planned as
+    // a hash join over submissions for large ticks: 98 ms a tick at 1,100 versions), and null when the submission row
+    // is gone, so that nothing can keep a version from being stamped.
+    private const string PendingSql = """
+        SELECT p.id, p.tenant, (SELECT s.accepted_at FROM submissions s WHERE s.seq = p.last_seq) FROM patients p
+        WHERE p.pending_version IS NOT NULL ORDER BY p.last_seq LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED;
+        """;
 
     // Moves the pending version in and writes its stamp over the placeholder in its JSON (same width, so the rest of
     // the bytes stay as they are). The row is rewritten by the update anyway; splicing costs no extra I/O.
@@ -60,8 +67,11 @@ internal sealed class PostgresSequencer(
     /// <summary>Whether this instance is the leader now (for tests and logs).</summary>
     public bool IsLeader { get; private set; }
 
-    /// <summary>What one tick stamped: how many versions, and of which tenants.</summary>
-    internal readonly record struct Stamped(int Count, IReadOnlyCollection<string> Tenants);
+    /// <summary>
+    /// What one tick stamped: how many versions, of which tenants, and when the newest submission of each was accepted
+    /// (microseconds since the epoch; null when its row is gone).
+    /// </summary>
+    internal readonly record struct Stamped(int Count, IReadOnlyCollection<string> Tenants, IReadOnlyList<long?> AcceptedAt);
 
     /// <summary>
     /// One tick on <paramref name="connection"/>: takes up to <see cref="MaxPerTick"/> unstamped versions in the order of
@@ -73,6 +83,7 @@ internal sealed class PostgresSequencer(
         await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
         var ids = new List<string>();
         var tenants = new HashSet<string>(StringComparer.Ordinal);
+        var acceptedAt = new List<long?>();
         long clock;
         await using (var read = new NpgsqlBatch(connection, tx))
         {
@@ -97,13 +108,14 @@ internal sealed class PostgresSequencer(
             {
                 ids.Add(reader.GetString(0));
                 tenants.Add(reader.GetString(1));
+                acceptedAt.Add(reader.IsDBNull(2) ? null : reader.GetInt64(2));
             }
         }
 
         if (ids.Count == 0)
         {
             await tx.CommitAsync(cancellationToken);
-            return new Stamped(0, []);
+            return new Stamped(0, [], []);
         }
 
         var stamps = new long[ids.Count];
@@ -124,7 +136,7 @@ internal sealed class PostgresSequencer(
         }
 
         await tx.CommitAsync(cancellationToken);
-        return new Stamped(ids.Count, tenants);
+        return new Stamped(ids.Count, tenants, acceptedAt);
     }
 
     /// <summary>
@@ -222,6 +234,7 @@ internal sealed class PostgresSequencer(
                 var stamped = await StampAsync(connection, time, leader: true, stoppingToken);
                 if (stamped.Count > 0)
                 {
+                    RecordVisibilityLag(stamped);
                     await feed.PublishAsync(stamped.Tenants, stoppingToken);
                 }
 
@@ -235,6 +248,20 @@ internal sealed class PostgresSequencer(
         {
             IsLeader = false;
             await ResignAsync(connection);
+        }
+    }
+
+    // On PostgreSQL a version becomes visible when its stamp commits, not when its apply does (the processor records
+    // no lag for batches stamped later): the lag runs from the acceptance of the newest submission it carries to now.
+    private void RecordVisibilityLag(Stamped stamped)
+    {
+        var now = time.GetUtcNow();
+        foreach (var acceptedAt in stamped.AcceptedAt)
+        {
+            if (acceptedAt is { } at)
+            {
+                metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(at));
+            }
         }
     }
 

@@ -22,6 +22,11 @@ internal static class PostgresSetup
         services.AddSingleton(sp => PostgresPitStore.CreateDataSource(sp.GetRequiredService<IOptions<StorageOptions>>().Value.ConnectionString!));
         // Reads (GET pages, reads by id) through a second pool when Pit:Storage:ReadConnectionString names a standby.
         services.AddSingleton(sp => new PostgresReadSource(sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value));
+        if (!string.IsNullOrWhiteSpace(configuration["Pit:Storage:ReadConnectionString"]))
+        {
+            services.AddHealthChecks().AddCheck<StandbyReadsHealthCheck>("store-reads", tags: ["ready"]);
+        }
+
         services.AddStoreEngine(sp => new PostgresPitStore(
             sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<IOptions<PostgresStoreOptions>>().Value, sp.GetRequiredService<ILogger<PostgresPitStore>>(),

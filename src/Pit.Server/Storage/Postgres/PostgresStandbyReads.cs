@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
@@ -25,6 +26,47 @@ internal sealed class PostgresReadSource : IAsyncDisposable
     public bool IsStandby { get; }
 
     public ValueTask DisposeAsync() => IsStandby ? DataSource.DisposeAsync() : ValueTask.CompletedTask;
+}
+
+/// <summary>
+/// Readiness of the read connection (<c>store-reads</c> in <c>/health/ready</c>), registered only when
+/// <c>Pit:Storage:ReadConnectionString</c> is set. GET pages and reads by id go there alone, so a standby that cannot be
+/// reached, or that lacks the schema (a standby of another database), fails every read with 503 while POSTs still
+/// work: the instance is not ready, as it is when the primary cannot be reached. A standby that was promoted still
+/// serves reads and stays ready; <c>data.inRecovery</c> says which it is. Lag is not judged here (stale reads are
+/// correct reads); it is watched on the standby (docs/OPERATIONS.md).
+/// </summary>
+internal sealed class StandbyReadsHealthCheck(PostgresReadSource reads) : IHealthCheck
+{
+    // A real round trip on the read pool (a pooled connection to a restarted standby fails here, not on open), through
+    // a table every read needs.
+    private const string CheckSql = "SELECT pg_is_in_recovery(), (SELECT count(*) FROM schema_migrations);";
+
+    public async Task<HealthCheckResult> CheckHealthAsync(
+        HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(3));
+            var inRecovery = await reads.DataSource.OnceMoreOnFreshConnectionAsync(async ct =>
+            {
+                await using var command = reads.DataSource.CreateCommand(CheckSql);
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                await reader.ReadAsync(ct);
+                return reader.GetBoolean(0);
+            }, timeout.Token);
+            return HealthCheckResult.Healthy(
+                inRecovery ? "Reads go to a standby." : "Reads go to a server that is not in recovery (a promoted standby or a primary).",
+                new Dictionary<string, object> { ["inRecovery"] = inRecovery });
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // Neither the connection string nor the exception's message: either may name hosts and users.
+            return HealthCheckResult.Unhealthy(
+                "The read connection (Pit:Storage:ReadConnectionString) cannot be used: GET pages and reads by id fail.");
+        }
+    }
 }
 
 /// <summary>
