@@ -119,6 +119,53 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task The_sequencers_clock_reads_one_entry_of_the_feed_index_that_holds_stamped_versions_only()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync(server);
+        await db.OpenStoreAsync();
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        await using (var seed = new NpgsqlCommand("""
+            INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json, pending_version, pending_json, pending_stamp_at)
+            SELECT md5(n::text), 't' || (n % 500), 0, NULL, '\x00', n, NULL, 1, '{}', 0 FROM generate_series(1, 20000) n;
+            INSERT INTO patients (id, tenant, version, last_updated, content_hash, last_seq, json)
+            SELECT md5(n::text), 't' || (n % 500), 1, 1000000 + n, '\x00', n, '{}' FROM generate_series(20001, 50000) n;
+            ANALYZE patients;
+            """, connection))
+        {
+            await seed.ExecuteNonQueryAsync();
+        }
+
+        await using var explain = new NpgsqlCommand("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + PostgresSequencer.ClockSql, connection);
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        var text = string.Join('\n', plan);
+        Assert.Contains("Index Only Scan Backward using patients_feed", text);
+        Assert.DoesNotContain("Seq Scan", text);
+
+        // Unstamped rows are in neither feed index: both leave them out by their predicate.
+        await using var predicate = new NpgsqlCommand(
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid IN ('patients_feed'::regclass, 'patients_tenant_feed'::regclass);", connection);
+        var predicates = new List<string>();
+        await using (var reader = await predicate.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                predicates.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.Equal(["(last_updated IS NOT NULL)", "(last_updated IS NOT NULL)"], predicates);
+    }
+
+    [Fact]
     public async Task A_failing_apply_is_retried_after_a_growing_delay_and_fails_after_the_configured_attempts()
     {
         var options = new PostgresStoreOptions { MaxApplyAttempts = 3, ApplyRetryDelay = TimeSpan.FromSeconds(10), ApplyRetryMaxDelay = TimeSpan.FromSeconds(15) };

@@ -119,6 +119,15 @@ internal static class PostgresSchema
                 ADD COLUMN pending_stamp_at integer;
             CREATE INDEX patients_pending ON patients (last_seq) WHERE pending_version IS NOT NULL;
             """),
+        // An unstamped new Patient is in no feed, so it need not be in the feed indexes: its apply writes two index
+        // entries fewer, and the sequencer's stamp adds them. Every feed query says "last_updated IS NOT NULL"
+        // (PostgresPitStore.Stamped), and max(last_updated) implies it, so the planner uses these as before.
+        (7, "patients: feed indexes hold stamped versions only", """
+            DROP INDEX patients_feed;
+            CREATE UNIQUE INDEX patients_feed ON patients (last_updated, id) WHERE last_updated IS NOT NULL;
+            DROP INDEX patients_tenant_feed;
+            CREATE INDEX patients_tenant_feed ON patients (tenant, last_updated, id) WHERE last_updated IS NOT NULL;
+            """),
     ];
 
     /// <summary>The version the code expects.</summary>

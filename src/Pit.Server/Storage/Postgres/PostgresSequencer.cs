@@ -35,7 +35,7 @@ internal sealed class PostgresSequencer(
     /// <summary>Versions stamped per transaction, so that a tick stays short even behind a long queue.</summary>
     public const int MaxPerTick = 2048;
 
-    private const string ClockSql = "SELECT coalesce(max(last_updated), 0) FROM patients;";
+    internal const string ClockSql = "SELECT coalesce(max(last_updated), 0) FROM patients;";
 
     // With the acceptance time of the newest submission the pending version carries (last_seq), for the visibility
     // lag: a scalar subquery, i.e. one primary-key probe per row taken, whatever the tick's size (a join was planned as
