@@ -115,11 +115,7 @@ internal sealed class SubmissionProcessor(
         var visibleNow = batch.Count > 0 && !batch.StampedLater;
         if (visibleNow)
         {
-            var now = time.GetUtcNow();
-            foreach (var taken in batch.Taken)
-            {
-                metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(taken.AcceptedAt));
-            }
+            metrics.VisibilityLags(time.GetUtcNow(), batch.Taken.Select(t => t.AcceptedAt));
         }
 
         metrics.Applied(batch.Count);

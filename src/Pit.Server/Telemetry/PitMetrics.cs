@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Pit.Server.Upsert;
 
 namespace Pit.Server.Telemetry;
 
@@ -56,11 +57,18 @@ internal sealed class PitMetrics
     public void ApplyFailed() => _applyFailures.Add(1);
 
     /// <summary>
-    /// A submission became visible <paramref name="lag"/> after it was accepted. SQLite records it for every submission
-    /// its apply takes, at the apply's commit; PostgreSQL for every version the sequencer stamps, at the stamp's commit,
-    /// measured from the newest submission that version carries (submissions that wrote no version are not recorded).
+    /// Submissions accepted at <paramref name="acceptedAt"/> (microseconds since the epoch) became visible at
+    /// <paramref name="now"/>. SQLite records every submission its apply takes, at the apply's commit; PostgreSQL every
+    /// version the sequencer stamps, at the stamp's commit, from the newest submission that version carries
+    /// (submissions that wrote no version are not recorded).
     /// </summary>
-    public void VisibilityLag(TimeSpan lag) => _visibilityLag.Record(Math.Max(0, lag.TotalSeconds));
+    public void VisibilityLags(DateTimeOffset now, IEnumerable<long> acceptedAt)
+    {
+        foreach (var at in acceptedAt)
+        {
+            _visibilityLag.Record(Math.Max(0, (now - FeedTime.ToDateTimeOffset(at)).TotalSeconds));
+        }
+    }
 
     /// <summary>One request answered.</summary>
     public void Request(string route, int status) =>

@@ -234,7 +234,9 @@ internal sealed class PostgresSequencer(
                 var stamped = await StampAsync(connection, time, leader: true, stoppingToken);
                 if (stamped.Count > 0)
                 {
-                    RecordVisibilityLag(stamped);
+                    // A version is visible when its stamp commits, not when its apply does (the processor records no
+                    // lag for batches stamped later).
+                    metrics.VisibilityLags(time.GetUtcNow(), stamped.AcceptedAt.OfType<long>());
                     await feed.PublishAsync(stamped.Tenants, stoppingToken);
                 }
 
@@ -248,20 +250,6 @@ internal sealed class PostgresSequencer(
         {
             IsLeader = false;
             await ResignAsync(connection);
-        }
-    }
-
-    // On PostgreSQL a version becomes visible when its stamp commits, not when its apply does (the processor records
-    // no lag for batches stamped later): the lag runs from the acceptance of the newest submission it carries to now.
-    private void RecordVisibilityLag(Stamped stamped)
-    {
-        var now = time.GetUtcNow();
-        foreach (var acceptedAt in stamped.AcceptedAt)
-        {
-            if (acceptedAt is { } at)
-            {
-                metrics.VisibilityLag(now - FeedTime.ToDateTimeOffset(at));
-            }
         }
     }
 
