@@ -233,7 +233,6 @@ internal sealed partial class PostgresPitStore
         return await StoredRows.MatchedPatientsAsync(reader, cancellationToken);
     }
 
-    /// <summary>The statements that write <paramref name="plan"/>: Patients, their identifiers, touches, outcomes.</summary>
     /// <summary>
     /// The apply's statements are auto-prepared on long-lived connections, and a generic plan made while a table was
     /// young (a new database, before autovacuum's first ANALYZE) stays a sequential scan as the table grows until the
@@ -256,12 +255,7 @@ internal sealed partial class PostgresPitStore
 
     private static readonly string[] QueueScansAsUsual = ["SET LOCAL enable_bitmapscan TO DEFAULT;", "SET LOCAL enable_seqscan TO DEFAULT;"];
 
-    /// <summary>
-    /// Except for the identifier insert: its foreign-key check runs one cached query per row, and custom plans would plan
-    /// it per row (measured: three times slower). That lookup is by primary key, which a generic plan gets right.
-    /// </summary>
-    private const string PlansAsUsual = "SET LOCAL plan_cache_mode = auto;";
-
+    /// <summary>The statements that write <paramref name="plan"/>: Patients, their identifiers, touches, outcomes.</summary>
     private List<NpgsqlBatchCommand> PlanCommands(ApplyPlan plan, IReadOnlyDictionary<long, int> attempts)
     {
         var commands = new List<NpgsqlBatchCommand>(5);
@@ -304,9 +298,7 @@ internal sealed partial class PostgresPitStore
             insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. keys.Select(k => k.Tenant)] });
             insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. keys.Select(k => k.System)] });
             insert.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = [.. keys.Select(k => k.Value)] });
-            commands.Add(new NpgsqlBatchCommand(PlansAsUsual));
             commands.Add(insert);
-            commands.Add(new NpgsqlBatchCommand(CustomPlans));
         }
 
         if (plan.Touches.Count > 0)

@@ -128,6 +128,12 @@ internal static class PostgresSchema
             DROP INDEX patients_tenant_feed;
             CREATE INDEX patients_tenant_feed ON patients (tenant, last_updated, id) WHERE last_updated IS NOT NULL;
             """),
+        // The identifier insert checked each row's Patient (a FOR KEY SHARE lookup of patients per identifier, which
+        // also marks the Patient's row locked). Identifiers are written only by the apply, in the transaction that
+        // writes their Patient, and Patients are never deleted, so the check could not fail.
+        (8, "patient_keys: no foreign-key check per identifier", """
+            ALTER TABLE patient_keys DROP CONSTRAINT IF EXISTS patient_keys_patient_id_fkey;
+            """),
     ];
 
     /// <summary>The version the code expects.</summary>
