@@ -141,19 +141,11 @@ internal static class StorageSetup
 
     private sealed class StoreHealthCheck(IStoreHealth store) : IHealthCheck
     {
-        public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
-        {
-            try
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+            StoreProbe.RunAsync(async ct =>
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                timeout.CancelAfter(TimeSpan.FromSeconds(3));
-                await store.CheckHealthAsync(timeout.Token);
+                await store.CheckHealthAsync(ct);
                 return HealthCheckResult.Healthy();
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                return HealthCheckResult.Unhealthy("The store cannot be reached.");
-            }
-        }
+            }, "The store cannot be reached.", cancellationToken);
     }
 }

@@ -42,31 +42,20 @@ internal sealed class StandbyReadsHealthCheck(PostgresReadSource reads) : IHealt
     // a table every read needs.
     private const string CheckSql = "SELECT pg_is_in_recovery(), (SELECT count(*) FROM schema_migrations);";
 
-    public async Task<HealthCheckResult> CheckHealthAsync(
-        HealthCheckContext context, CancellationToken cancellationToken = default)
-    {
-        try
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        StoreProbe.RunAsync(async timeout =>
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(3));
             var inRecovery = await reads.DataSource.OnceMoreOnFreshConnectionAsync(async ct =>
             {
                 await using var command = reads.DataSource.CreateCommand(CheckSql);
                 await using var reader = await command.ExecuteReaderAsync(ct);
                 await reader.ReadAsync(ct);
                 return reader.GetBoolean(0);
-            }, timeout.Token);
+            }, timeout);
             return HealthCheckResult.Healthy(
                 inRecovery ? "Reads go to a standby." : "Reads go to a server that is not in recovery (a promoted standby or a primary).",
                 new Dictionary<string, object> { ["inRecovery"] = inRecovery });
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-        {
-            // Neither the connection string nor the exception's message: either may name hosts and users.
-            return HealthCheckResult.Unhealthy(
-                "The read connection (Pit:Storage:ReadConnectionString) cannot be used: GET pages and reads by id fail.");
-        }
-    }
+        }, "The read connection (Pit:Storage:ReadConnectionString) cannot be used: GET pages and reads by id fail.", cancellationToken);
 }
 
 /// <summary>
