@@ -112,7 +112,7 @@ internal static class FeedPages
             }
 
             lines.Add("-- custom plan:");
-            lines.AddRange(await ReadLinesAsync(explain));
+            lines.AddRange(await PostgresRows.FirstColumnAsync(explain));
         }
 
         // ...and the generic plan PostgreSQL may switch to for the server's auto-prepared statement.
@@ -125,19 +125,7 @@ internal static class FeedPages
         await using (var generic = new NpgsqlCommand($"EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) EXECUTE page({string.Join(", ", literals)});", connection))
         {
             lines.Add("-- generic plan:");
-            lines.AddRange(await ReadLinesAsync(generic));
-        }
-
-        return lines;
-    }
-
-    private static async Task<List<string>> ReadLinesAsync(NpgsqlCommand command)
-    {
-        var lines = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            lines.Add(reader.GetString(0));
+            lines.AddRange(await PostgresRows.FirstColumnAsync(generic));
         }
 
         return lines;

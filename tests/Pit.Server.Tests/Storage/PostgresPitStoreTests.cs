@@ -5,6 +5,7 @@ using Pit.Server.Storage;
 using Pit.Server.Storage.Postgres;
 using Pit.Server.Tests.Infrastructure;
 using Pit.Server.Upsert;
+using Pit.TestSupport;
 
 namespace Pit.Server.Tests.Storage;
 
@@ -95,7 +96,7 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         await using var explain = new NpgsqlCommand { Connection = connection };
         PostgresPitStore.BuildSearch(explain, query);
         explain.CommandText = "EXPLAIN " + explain.CommandText;
-        var text = string.Join('\n', await FirstColumnAsync(explain));
+        var text = string.Join('\n', await PostgresRows.FirstColumnAsync(explain));
         Assert.Contains("Index Scan", text);
         Assert.Contains(tenant is null ? "patients_feed" : "patients_tenant_feed", text);
         Assert.DoesNotContain("Sort", text);
@@ -128,27 +129,14 @@ public sealed class PostgresPitStoreTests(PostgresServer server) : IClassFixture
         }
 
         await using var explain = new NpgsqlCommand("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + PostgresSequencer.ClockSql, connection);
-        var text = string.Join('\n', await FirstColumnAsync(explain));
+        var text = string.Join('\n', await PostgresRows.FirstColumnAsync(explain));
         Assert.Contains("Index Only Scan Backward using patients_feed", text);
         Assert.DoesNotContain("Seq Scan", text);
 
         // Unstamped rows are in neither feed index: both leave them out by their predicate.
         await using var predicate = new NpgsqlCommand(
             "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid IN ('patients_feed'::regclass, 'patients_tenant_feed'::regclass);", connection);
-        Assert.Equal(["(last_updated IS NOT NULL)", "(last_updated IS NOT NULL)"], await FirstColumnAsync(predicate));
-    }
-
-    /// <summary>The first column of every row <paramref name="command"/> returns (a plan's lines, for EXPLAIN).</summary>
-    private static async Task<List<string>> FirstColumnAsync(NpgsqlCommand command)
-    {
-        var rows = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            rows.Add(reader.GetString(0));
-        }
-
-        return rows;
+        Assert.Equal(["(last_updated IS NOT NULL)", "(last_updated IS NOT NULL)"], await PostgresRows.FirstColumnAsync(predicate));
     }
 
     [Fact]

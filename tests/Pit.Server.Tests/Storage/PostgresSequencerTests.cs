@@ -192,14 +192,7 @@ public sealed class PostgresSequencerTests(PostgresServer server) : IClassFixtur
             explain.Parameters.Add(new NpgsqlParameter { Value = parameter });
         }
 
-        var lines = new List<string>();
-        await using var reader = await explain.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            lines.Add(reader.GetString(0));
-        }
-
-        return string.Join('\n', lines);
+        return string.Join('\n', await PostgresRows.FirstColumnAsync(explain));
     }
 
     [Fact]
